@@ -1,0 +1,240 @@
+"""The spec assets an export carries: feature spec, label spec, global step.
+
+t2r writes them as JSON (``t2r_assets.json``), which keeps every spec field
+(unknown dims, is_sequence, dataset_key). Reading also accepts Tensor2Robot's
+text-format protobuf ``t2r_assets.pbtxt`` so that specs of existing T2R exports
+can be loaded; its message types are defined here at import time, without protoc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+import t2r
+from t2r.specs.dtypes import TF_ENUM_TO_NAME
+from t2r.specs.errors import SpecError
+from t2r.specs.extended_tensor_spec import ExtendedTensorSpec
+from t2r.specs.structure import flatten_spec_structure
+from t2r.specs.tensor_spec_struct import TensorSpecStruct
+
+T2R_ASSETS_FILENAME = "t2r_assets.json"
+T2R_PBTXT_ASSETS_FILENAME = "t2r_assets.pbtxt"
+_FORMAT = "t2r_assets"
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class T2RAssets:
+    """What a client needs to feed an exported model.
+
+    feature_spec / label_spec: the specs a client feeds (a model's preprocessor
+    in-specs). metadata: further JSON-ready facts (e.g. the model class name).
+    """
+
+    feature_spec: TensorSpecStruct
+    label_spec: TensorSpecStruct | None = None
+    global_step: int = 0
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _specs_to_dict(structure: Any, field: str) -> dict[str, Any]:
+    out = {}
+    for key, spec in flatten_spec_structure(structure).items():
+        if not isinstance(spec, ExtendedTensorSpec):
+            raise SpecError(
+                f"{field} entry {key!r} must be a spec, got {type(spec).__name__}.", key=key
+            )
+        out[key] = spec.to_dict()
+    return out
+
+
+def _specs_from_dict(data: dict[str, Any]) -> TensorSpecStruct:
+    return TensorSpecStruct((k, ExtendedTensorSpec.from_dict(v)) for k, v in data.items())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Writes `text` to `path` via a temporary file in the same dir, fsync and rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_t2r_assets_to_file(t2r_assets: T2RAssets, filename: str | os.PathLike[str]) -> None:
+    """Writes the assets as JSON, atomically."""
+    data = {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "t2r_version": t2r.__version__,
+        "global_step": int(t2r_assets.global_step),
+        "feature_spec": _specs_to_dict(t2r_assets.feature_spec, "feature_spec"),
+        "label_spec": None
+        if t2r_assets.label_spec is None
+        else _specs_to_dict(t2r_assets.label_spec, "label_spec"),
+        "metadata": t2r_assets.metadata,
+    }
+    atomic_write_text(filename, json.dumps(data, indent=2) + "\n")
+
+
+def load_t2r_assets_to_file(filename: str | os.PathLike[str]) -> T2RAssets:
+    """Reads assets written by `write_t2r_assets_to_file` or T2R's pbtxt.
+
+    (The name keeps Tensor2Robot's, odd as it is.)
+    """
+    path = Path(filename)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"No assets file at {path}.") from None
+    if text.lstrip().startswith("{"):
+        return _load_json_assets(text, path)
+    return _load_pbtxt_assets(text, path)
+
+
+def _load_json_assets(text: str, path: Path) -> T2RAssets:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(
+            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}."
+        ) from e
+    if data.get("format") != _FORMAT:
+        raise SpecError(f"{path} is not a t2r assets file (format {data.get('format')!r}).")
+    if data.get("format_version", 0) > _FORMAT_VERSION:
+        raise SpecError(
+            f"{path} has assets format version {data['format_version']}; this t2r "
+            f"({t2r.__version__}) reads up to {_FORMAT_VERSION}. Upgrade t2r."
+        )
+    label_spec = data.get("label_spec")
+    return T2RAssets(
+        feature_spec=_specs_from_dict(data["feature_spec"]),
+        label_spec=None if label_spec is None else _specs_from_dict(label_spec),
+        global_step=int(data.get("global_step", 0)),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+# --------------------------------------------------------------------------
+# Tensor2Robot's t2r.proto, for reading t2r_assets.pbtxt.
+
+
+def _build_t2r_proto_classes() -> dict[str, Any]:
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="t2r/compat/t2r.proto", package="t2r_compat", syntax="proto2"
+    )
+    F = descriptor_pb2.FieldDescriptorProto
+    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+
+    spec = fdp.message_type.add(name="ExtendedTensorSpec")
+    for number, name, ftype, label in [
+        (1, "shape", F.TYPE_INT32, rep),
+        (2, "dtype", F.TYPE_INT32, opt),
+        (3, "name", F.TYPE_STRING, opt),
+        (4, "is_optional", F.TYPE_BOOL, opt),
+        (5, "is_extracted", F.TYPE_BOOL, opt),
+        (6, "data_format", F.TYPE_STRING, opt),
+        (7, "dataset_key", F.TYPE_STRING, opt),
+        (8, "varlen_default_value", F.TYPE_FLOAT, opt),
+    ]:
+        spec.field.add(name=name, number=number, type=ftype, label=label)
+
+    struct = fdp.message_type.add(name="TensorSpecStruct")
+    entry = struct.nested_type.add(name="KeyValueEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=opt)
+    entry.field.add(
+        name="value",
+        number=2,
+        type=F.TYPE_MESSAGE,
+        label=opt,
+        type_name=".t2r_compat.ExtendedTensorSpec",
+    )
+    struct.field.add(
+        name="key_value",
+        number=1,
+        type=F.TYPE_MESSAGE,
+        label=rep,
+        type_name=".t2r_compat.TensorSpecStruct.KeyValueEntry",
+    )
+
+    assets = fdp.message_type.add(name="T2RAssets")
+    for number, name in [(1, "feature_spec"), (2, "label_spec")]:
+        assets.field.add(
+            name=name,
+            number=number,
+            type=F.TYPE_MESSAGE,
+            label=opt,
+            type_name=".t2r_compat.TensorSpecStruct",
+        )
+    assets.field.add(name="global_step", number=3, type=F.TYPE_INT32, label=opt)
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"t2r_compat.{name}"))
+        for name in ("ExtendedTensorSpec", "TensorSpecStruct", "T2RAssets")
+    }
+
+
+_T2R_PROTO = _build_t2r_proto_classes()
+
+
+def _spec_from_proto(key: str, proto: Any, path: Path) -> ExtendedTensorSpec:
+    dtype = TF_ENUM_TO_NAME.get(proto.dtype)
+    if dtype is None or dtype == "string":
+        what = "string" if dtype == "string" else f"unknown TF dtype enum {proto.dtype}"
+        raise SpecError(
+            f"{path}: spec {key!r} (name {proto.name!r}) has {what}; t2r specs hold numeric "
+            "tensors (encoded images use a uint8 spec with data_format).",
+            key=key,
+            name=proto.name or None,
+        )
+    # T2R wrote unknown dims as -1.
+    shape = [None if d < 0 else d for d in proto.shape]
+    kwargs: dict[str, Any] = {"shape": shape, "dtype": dtype}
+    for field in (
+        "name",
+        "is_optional",
+        "is_extracted",
+        "data_format",
+        "dataset_key",
+        "varlen_default_value",
+    ):
+        if proto.HasField(field):
+            kwargs[field] = getattr(proto, field)
+    return ExtendedTensorSpec(**kwargs)
+
+
+def _load_pbtxt_assets(text: str, path: Path) -> T2RAssets:
+    message = _T2R_PROTO["T2RAssets"]()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        raise SpecError(f"{path}: not a t2r assets file (JSON or T2R pbtxt): {e}") from e
+
+    def struct(proto: Any) -> TensorSpecStruct:
+        # T2R wrote map entries in no particular order; sort for a stable struct.
+        return TensorSpecStruct(
+            (key, _spec_from_proto(key, proto.key_value[key], path))
+            for key in sorted(proto.key_value)
+        )
+
+    return T2RAssets(
+        feature_spec=struct(message.feature_spec),
+        label_spec=struct(message.label_spec) if message.HasField("label_spec") else None,
+        global_step=message.global_step,
+    )

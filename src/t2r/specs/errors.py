@@ -1,0 +1,43 @@
+"""The error raised when data or specs do not match a spec structure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A spec structure is invalid, or a value does not match its spec.
+
+    The message names the place (`key`, the flat path such as ``'train/images'``,
+    and `name`, the spec's serialized feature name) and, for mismatches, the
+    expected and actual shape and dtype. The same facts are kept as attributes
+    so that callers can react without parsing the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        expected: Any = None,
+        actual: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+
+
+class MissingKeyError(KeyError, AttributeError):
+    """A key or attribute is missing from a TensorSpecStruct.
+
+    It is both a KeyError (dict semantics) and an AttributeError (Tensor2Robot
+    raised AttributeError for both item and attribute access, and `hasattr`
+    relies on it).
+    """
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; show the message as written.
+        return str(self.args[0]) if self.args else ""

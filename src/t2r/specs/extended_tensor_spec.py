@@ -1,0 +1,315 @@
+"""ExtendedTensorSpec: what one tensor of a model's input or output looks like."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2r.specs.dtypes import as_torch_dtype, dtype_name, value_dtype
+from t2r.specs.errors import SpecError
+
+Shape = tuple[int | None, ...] | None
+ShapeLike = Iterable[int | None] | torch.Size | int | None
+
+ENCODED_IMAGE_FORMATS = ("jpeg", "png")
+
+
+def normalize_shape(shape: ShapeLike) -> Shape:
+    """A shape as a tuple of `int | None`, or None for unknown rank.
+
+    A bare int is a rank-1 shape, as TensorFlow read ``shape=(8)``.
+    """
+    if shape is None:
+        return None
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    dims: list[int | None] = []
+    for dim in shape:
+        if dim is None:
+            dims.append(None)
+        elif isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) and dim >= 0:
+            dims.append(int(dim))
+        elif isinstance(dim, (int, np.integer)) and dim == -1:
+            dims.append(None)
+        else:
+            raise TypeError(f"Invalid dimension {dim!r} in shape {shape!r}.")
+    return tuple(dims)
+
+
+def format_shape(shape: Shape) -> str:
+    """``(2, None)`` style text for error messages; ``<unknown rank>`` for None."""
+    if shape is None:
+        return "<unknown rank>"
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class ExtendedTensorSpec:
+    """Describes a tensor (without its batch dimension) and how it is stored.
+
+    Equality compares shape and dtype only, as Tensor2Robot's (and TensorFlow's
+    TensorSpec) did: two specs that differ only in name are equal.
+
+    Args:
+      shape: dims without the batch dimension; list, tuple, torch.Size, an int
+        (rank 1), or None for unknown rank. ``None`` (or -1) marks an unknown dim.
+      dtype: a torch dtype, numpy dtype/type, or a name such as ``'float32'``.
+      name: the serialized feature name (the tf.train.Example key, the key a
+        client feeds). Distinct from the struct path the model reads.
+      is_optional: the tensor may be absent.
+      is_sequence: parsed from a SequenceExample's feature_lists; data gets a time
+        dimension after the batch dimension.
+      is_extracted: the spec was inferred from a tensor or array.
+      data_format: ``'jpeg'`` or ``'png'`` for encoded images (any other string is
+        kept and treated as not encoded).
+      dataset_key: which dataset the tensor comes from when several are zipped.
+      varlen_default_value: the feature is a variable-length list padded with
+        this value or clipped to ``shape[0]``. Needs rank 1, or rank 4
+        ``(T, H, W, C)`` for a list of encoded images.
+    """
+
+    __slots__ = (
+        "_data_format",
+        "_dataset_key",
+        "_dtype",
+        "_is_extracted",
+        "_is_optional",
+        "_is_sequence",
+        "_name",
+        "_shape",
+        "_varlen_default_value",
+    )
+
+    def __init__(
+        self,
+        shape: ShapeLike,
+        dtype: Any,
+        name: str | None = None,
+        is_optional: bool | None = None,
+        is_sequence: bool = False,
+        is_extracted: bool = False,
+        data_format: str | None = None,
+        dataset_key: str | None = None,
+        varlen_default_value: float | int | None = None,
+    ) -> None:
+        self._shape = normalize_shape(shape)
+        self._dtype = as_torch_dtype(dtype)
+        self._name = name
+        self._is_optional = bool(is_optional)
+        self._is_sequence = bool(is_sequence)
+        self._is_extracted = bool(is_extracted)
+        self._data_format = data_format
+        self._dataset_key = dataset_key or ""
+        self._varlen_default_value = varlen_default_value
+        if varlen_default_value is not None:
+            rank = None if self._shape is None else len(self._shape)
+            if data_format is None and rank != 1:
+                raise SpecError(
+                    f"Spec {name!r}: variable-length features need a rank-1 shape when they are "
+                    f"not images, got {format_shape(self._shape)}.",
+                    name=name,
+                )
+            if data_format is not None and rank != 4:
+                raise SpecError(
+                    f"Spec {name!r}: variable-length image lists need a rank-4 shape "
+                    f"(T, H, W, C), got {format_shape(self._shape)}.",
+                    name=name,
+                )
+
+    # ----------------------------------------------------------------- fields
+    @property
+    def shape(self) -> Shape:
+        return self._shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def is_optional(self) -> bool:
+        return self._is_optional
+
+    @property
+    def is_sequence(self) -> bool:
+        return self._is_sequence
+
+    @property
+    def is_extracted(self) -> bool:
+        return self._is_extracted
+
+    @property
+    def data_format(self) -> str | None:
+        return self._data_format
+
+    @property
+    def dataset_key(self) -> str:
+        return self._dataset_key
+
+    @property
+    def varlen_default_value(self) -> float | int | None:
+        return self._varlen_default_value
+
+    @property
+    def rank(self) -> int | None:
+        return None if self._shape is None else len(self._shape)
+
+    @property
+    def is_fully_defined(self) -> bool:
+        return self._shape is not None and all(d is not None for d in self._shape)
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ExtendedTensorSpec,
+        shape: ShapeLike = None,
+        dtype: Any = None,
+        name: str | None = None,
+        is_optional: bool | None = None,
+        is_sequence: bool | None = None,
+        is_extracted: bool | None = None,
+        data_format: str | None = None,
+        dataset_key: str | None = None,
+        batch_size: int | None = None,
+        varlen_default_value: float | int | None = None,
+    ) -> ExtendedTensorSpec:
+        """A copy of `spec` with the given fields replaced.
+
+        `batch_size` > 0 prepends that dimension, < 0 prepends an unknown one.
+        Fields left as None keep the value of `spec`.
+        """
+        if not isinstance(spec, ExtendedTensorSpec):
+            raise TypeError(f"from_spec needs an ExtendedTensorSpec, got {type(spec).__name__}.")
+        new_shape = spec.shape if shape is None else normalize_shape(shape)
+        if batch_size:
+            if not isinstance(batch_size, int):
+                raise TypeError(f"batch_size must be an int, got {batch_size!r}.")
+            if new_shape is None:
+                raise SpecError(
+                    f"Cannot add a batch dimension to spec {spec.name!r} of unknown rank.",
+                    name=spec.name,
+                )
+            new_shape = (batch_size if batch_size > 0 else None, *new_shape)
+        return cls(
+            new_shape,
+            spec.dtype if dtype is None else dtype,
+            name or spec.name,
+            spec.is_optional if is_optional is None else is_optional,
+            spec.is_sequence if is_sequence is None else is_sequence,
+            spec.is_extracted if is_extracted is None else is_extracted,
+            spec.data_format if data_format is None else data_format,
+            spec.dataset_key if dataset_key is None else dataset_key,
+            spec.varlen_default_value if varlen_default_value is None else varlen_default_value,
+        )
+
+    @classmethod
+    def from_tensor(
+        cls, tensor: torch.Tensor | np.ndarray, name: str | None = None
+    ) -> ExtendedTensorSpec:
+        """The spec of a torch tensor or numpy array (``is_extracted=True``)."""
+        if not isinstance(tensor, (torch.Tensor, np.ndarray)):
+            raise TypeError(
+                f"from_tensor needs a torch.Tensor or numpy array, got {type(tensor).__name__}."
+            )
+        return cls(tuple(tensor.shape), value_dtype(tensor), name, is_extracted=True)
+
+    @classmethod
+    def to_spec(cls, value: ExtendedTensorSpec | torch.Tensor | np.ndarray) -> ExtendedTensorSpec:
+        """`value` as a spec: specs are copied, tensors and arrays described."""
+        if isinstance(value, ExtendedTensorSpec):
+            return cls.from_spec(value)
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            return cls.from_tensor(value)
+        raise TypeError(f"Cannot convert {type(value).__name__} to an ExtendedTensorSpec.")
+
+    # ----------------------------------------------------------- comparisons
+    def is_compatible_with(self, other: ExtendedTensorSpec | torch.Tensor | np.ndarray) -> bool:
+        """Whether `other` (a spec, tensor or array) could hold the same data.
+
+        Dtypes must be equal. Shapes are compatible when either has unknown rank,
+        or ranks agree and every pair of dims is equal or has an unknown side.
+        Tensors are compared with their full shape (a batch dim included).
+        """
+        other_spec = ExtendedTensorSpec.to_spec(other)
+        if self.dtype != other_spec.dtype:
+            return False
+        return shapes_compatible(self.shape, other_spec.shape)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExtendedTensorSpec):
+            return NotImplemented
+        return self._shape == other._shape and self._dtype == other._dtype
+
+    def __hash__(self) -> int:
+        return hash((self._shape, self._dtype))
+
+    # -------------------------------------------------------- serialization
+    def __repr__(self) -> str:
+        return (
+            f"ExtendedTensorSpec(shape={self._shape!r}, dtype={self._dtype}, name={self._name!r}, "
+            f"is_optional={self._is_optional}, is_sequence={self._is_sequence}, "
+            f"is_extracted={self._is_extracted}, data_format={self._data_format!r}, "
+            f"dataset_key={self._dataset_key!r}, "
+            f"varlen_default_value={self._varlen_default_value!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (
+            ExtendedTensorSpec,
+            (
+                self._shape,
+                dtype_name(self._dtype),
+                self._name,
+                self._is_optional,
+                self._is_sequence,
+                self._is_extracted,
+                self._data_format,
+                self._dataset_key,
+                self._varlen_default_value,
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict holding every field (see `from_dict`)."""
+        return {
+            "shape": None if self._shape is None else list(self._shape),
+            "dtype": dtype_name(self._dtype),
+            "name": self._name,
+            "is_optional": self._is_optional,
+            "is_sequence": self._is_sequence,
+            "is_extracted": self._is_extracted,
+            "data_format": self._data_format,
+            "dataset_key": self._dataset_key,
+            "varlen_default_value": self._varlen_default_value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtendedTensorSpec:
+        """The inverse of `to_dict`; unknown fields raise."""
+        fields = set(cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount])
+        unknown = set(data) - fields
+        if unknown:
+            raise SpecError(f"Unknown ExtendedTensorSpec fields {sorted(unknown)} in {data!r}.")
+        if "shape" not in data or "dtype" not in data:
+            raise SpecError(f"An ExtendedTensorSpec needs 'shape' and 'dtype', got {data!r}.")
+        return cls(**data)
+
+
+def shapes_compatible(expected: Shape, actual: Shape) -> bool:
+    """Unknown rank or unknown dims match anything; known dims must be equal."""
+    if expected is None or actual is None:
+        return True
+    if len(expected) != len(actual):
+        return False
+    return all(e is None or a is None or e == a for e, a in zip(expected, actual))
+
+
+def is_encoded_image_spec(spec: ExtendedTensorSpec) -> bool:
+    """Whether `spec` describes JPEG or PNG encoded images."""
+    return spec.data_format is not None and spec.data_format.lower() in ENCODED_IMAGE_FORMATS
