@@ -22,6 +22,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from t2r.bin import run_t2r_trainer
+
+    run_t2r_trainer.run(args.gin_configs, args.gin_bindings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2r",
@@ -42,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo writes its files (default: %(default)s)",
     )
     demo.set_defaults(func=_demo)
+
+    from t2r.bin.run_t2r_trainer import add_gin_flags
+
+    train = commands.add_parser("train", help="train and evaluate a gin-configured model")
+    add_gin_flags(train)
+    train.set_defaults(func=_train)
     return parser
 
 

@@ -1,0 +1,272 @@
+"""Training checkpoints: weights, optimizer, schedule, step, RNG and input position.
+
+A checkpoint is a directory ``<model_dir>/checkpoints/ckpt-<step:09d>/`` holding
+``model.safetensors``, ``optimizer.safetensors`` (every tensor of the optimizer
+and RNG states) and ``state.json`` (everything else). It is written under a
+temporary name and renamed into place, so a half-written checkpoint is never
+seen; readers also ignore any directory without ``state.json``. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import t2r
+from t2r.atomic import fsync_directory, is_temporary_path, temporary_path_for
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SUBDIR = "checkpoints"
+_NAME = re.compile(r"^ckpt-(\d+)$")
+_FORMAT_VERSION = 1
+
+Stateful = Any  # an object with state_dict() / load_state_dict()
+
+
+@dataclass
+class Checkpoint:
+    """A complete checkpoint on disk."""
+
+    path: Path
+    global_step: int
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.path / "state.json").read_text())
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint restores besides the weights."""
+
+    global_step: int = 0
+    input_position: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_dir(model_dir: str | os.PathLike[str]) -> Path:
+    return Path(model_dir) / CHECKPOINT_SUBDIR
+
+
+def list_checkpoints(model_dir: str | os.PathLike[str]) -> list[Checkpoint]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_dir(model_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _NAME.match(entry.name)
+        if match and not is_temporary_path(entry) and (entry / "state.json").is_file():
+            found.append(Checkpoint(entry, int(match.group(1))))
+    return sorted(found, key=lambda c: c.global_step)
+
+
+def latest_checkpoint(model_dir: str | os.PathLike[str]) -> Checkpoint | None:
+    checkpoints = list_checkpoints(model_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+# ------------------------------------------------------------ state flattening
+def _split_state(prefix: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Moves tensors out of a nested state dict into `tensors`, leaving JSON."""
+    if isinstance(value, torch.Tensor):
+        key = prefix
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, Mapping):
+        return {
+            "__dict__": [
+                [_json_key(k), _split_state(f"{prefix}.{k}", v, tensors)] for k, v in value.items()
+            ]
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_split_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"Cannot checkpoint {prefix!r} of type {type(value).__name__}.")
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, (str, int)):
+        return key
+    raise TypeError(f"Cannot checkpoint a state dict key of type {type(key).__name__}.")
+
+
+def _join_state(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__dict__" in value:
+            return {k: _join_state(v, tensors) for k, v in value["__dict__"]}
+        if "__tuple__" in value:
+            return tuple(_join_state(v, tensors) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_join_state(v, tensors) for v in value]
+    return value
+
+
+def _state_dicts(objects: Stateful | Mapping[str, Stateful] | None) -> dict[str, Any]:
+    if objects is None:
+        return {}
+    if isinstance(objects, Mapping):
+        return {name: obj.state_dict() for name, obj in objects.items()}
+    return {"default": objects.state_dict()}
+
+
+def _load_state_dicts(
+    objects: Stateful | Mapping[str, Stateful] | None, states: dict[str, Any]
+) -> None:
+    if objects is None:
+        return
+    named = objects if isinstance(objects, Mapping) else {"default": objects}
+    missing = set(named) - set(states)
+    if missing:
+        raise ValueError(f"Checkpoint lacks state for {sorted(missing)}; it has {sorted(states)}.")
+    for name, obj in named.items():
+        obj.load_state_dict(states[name])
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step may draw from: python, numpy, torch (CPU, CUDA)."""
+    np_state: Any = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "rest": list(np_state[2:]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, *state["numpy"]["rest"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------- save / restore
+def save_checkpoint(
+    model_dir: str | os.PathLike[str],
+    model: torch.nn.Module,
+    training_state: TrainingState,
+    optimizer: Stateful | Mapping[str, Stateful] | None = None,
+    scheduler: Stateful | Mapping[str, Stateful] | None = None,
+    keep_checkpoint_max: int | None = 5,
+) -> Checkpoint:
+    """Writes a checkpoint atomically and keeps only the newest `keep_checkpoint_max`."""
+    root = checkpoint_dir(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"ckpt-{training_state.global_step:09d}"
+    tmp = Path(temporary_path_for(final))
+    tmp.mkdir()
+    try:
+        tensors: dict[str, torch.Tensor] = {}
+        state = {
+            "format_version": _FORMAT_VERSION,
+            "t2r_version": t2r.__version__,
+            "global_step": training_state.global_step,
+            "input_position": training_state.input_position,
+            "extra": training_state.extra,
+            "time": time.time(),
+            "optimizer": _split_state("optimizer", _state_dicts(optimizer), tensors),
+            "scheduler": _split_state("scheduler", _state_dicts(scheduler), tensors),
+            "rng": _split_state("rng", rng_state(), tensors),
+        }
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        _save_tensors(weights, tmp / "model.safetensors")
+        _save_tensors(tensors, tmp / "optimizer.safetensors")
+        _write_synced(tmp / "state.json", json.dumps(state, indent=1).encode())
+        fsync_directory(tmp)
+        if final.exists():  # a re-run of the same step replaces it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_directory(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    checkpoint = Checkpoint(final, training_state.global_step)
+    if keep_checkpoint_max:
+        for old in list_checkpoints(model_dir)[:-keep_checkpoint_max]:
+            shutil.rmtree(old.path, ignore_errors=True)
+    logger.info("Saved checkpoint %s", final)
+    return checkpoint
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    # safetensors refuses tensors that share memory; clone those.
+    seen: set[int] = set()
+    unique = {}
+    for key, tensor in tensors.items():
+        ptr = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
+        unique[key] = tensor.clone() if ptr in seen else tensor
+        if ptr != -1:
+            seen.add(ptr)
+    save_file(unique, str(path))
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_model_weights(
+    checkpoint: Checkpoint | str | os.PathLike[str], model: torch.nn.Module
+) -> None:
+    """Loads only the weights (e.g. for evaluation or prediction)."""
+    path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
+    weights = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(weights)
+
+
+def restore_checkpoint(
+    checkpoint: Checkpoint,
+    model: torch.nn.Module,
+    optimizer: Stateful | Mapping[str, Stateful] | None = None,
+    scheduler: Stateful | Mapping[str, Stateful] | None = None,
+    restore_rng: bool = True,
+) -> TrainingState:
+    """Restores everything `save_checkpoint` wrote; returns the training state."""
+    state = checkpoint.state
+    if state.get("format_version", 0) > _FORMAT_VERSION:
+        raise ValueError(
+            f"{checkpoint.path} has checkpoint format {state['format_version']}; this t2r "
+            f"({t2r.__version__}) reads up to {_FORMAT_VERSION}."
+        )
+    load_model_weights(checkpoint, model)
+    tensors = load_file(str(checkpoint.path / "optimizer.safetensors"))
+    _load_state_dicts(optimizer, _join_state(state["optimizer"], tensors))
+    _load_state_dicts(scheduler, _join_state(state["scheduler"], tensors))
+    if restore_rng:
+        set_rng_state(_join_state(state["rng"], tensors))
+    return TrainingState(
+        global_step=int(state["global_step"]),
+        input_position=int(state.get("input_position", state["global_step"])),
+        extra=dict(state.get("extra") or {}),
+    )
