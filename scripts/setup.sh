@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-EXTRAS=${T2R_EXTRAS:-dev}
+EXTRAS=${T2R_EXTRAS:-dev,onnx}
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
