@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from t2r import specs
-from t2r.models import RegressionModel
+from t2r.models import ClassificationModel, CriticModel, RegressionModel
 from t2r.modes import ModeKeys
+from t2r.preprocessors import ImagePreprocessor
 
 
 class TinyRegression(RegressionModel):
@@ -58,3 +59,55 @@ class SeededInput:
             target = torch.stack([x[:, 0] + 2 * x[:, 1], x[:, 2] - x[:, 0]], dim=1)
             yield specs.TensorSpecStruct(x=x), specs.TensorSpecStruct(target=target)
             count += 1
+
+
+class TinyClassifier(ClassificationModel):
+    """Multi-label by default: random data has no valid class indices."""
+
+    def __init__(self, multi_label: bool = True, **kwargs) -> None:
+        super().__init__(num_classes=3, multi_label=multi_label, **kwargs)
+        self.net = nn.Linear(4, 3)
+
+    def get_feature_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(x=specs.ExtendedTensorSpec((4,), torch.float32, name="x"))
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        if self.multi_label:
+            target = specs.ExtendedTensorSpec((3,), torch.float32, name="label")
+        else:
+            target = specs.ExtendedTensorSpec((), torch.int64, name="label")
+        return specs.TensorSpecStruct(target=target)
+
+    def a_func(self, features, mode, config=None, params=None):
+        return {"logits": self.net(features.x)}
+
+
+class TinyCritic(CriticModel):
+    """Q(image, action) with a uint8 camera image turned to float by ImagePreprocessor."""
+
+    default_preprocessor_cls = ImagePreprocessor
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.image = nn.Conv2d(3, 4, 3, stride=2)
+        self.q = nn.Linear(4 + 2, 1)
+
+    def get_state_specification(self) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            image=specs.ExtendedTensorSpec((8, 8, 3), torch.float32, name="state/image")
+        )
+
+    def get_action_specification(self) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            pose=specs.ExtendedTensorSpec((2,), torch.float32, name="pose")
+        )
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            reward=specs.ExtendedTensorSpec((1,), torch.float32, name="reward")
+        )
+
+    def q_func(self, features, mode, config=None, params=None):
+        image = self.image(features.state.image.permute(0, 3, 1, 2)).mean(dim=(2, 3))
+        q = self.q(torch.cat([image, features.action.pose], dim=-1))
+        return {"q_predicted": q}

@@ -11,6 +11,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 from collections.abc import Sequence
 
 import gin
@@ -28,20 +29,29 @@ CONFIGURABLE_MODULES = (
 )
 
 _registered: set[str] = set()
+_IMPORT_LINE = re.compile(r"^\s*import\s+([\w.]+)\s*$", re.MULTILINE)
 
 
 def register_module(module_name: str) -> None:
-    """Makes every public class and function of `module_name` gin-configurable."""
+    """Makes the public classes and functions of `module_name` gin-configurable:
+    those in its ``__all__``, or else those it defines."""
     if module_name in _registered:
         return
     module = importlib.import_module(module_name)
-    for name in getattr(module, "__all__", []):
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_") and getattr(obj, "__module__", None) == module_name
+        ]
+    for name in names:
         obj = getattr(module, name)
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
         try:
             gin.external_configurable(obj, name=name, module=module_name)
-        except ValueError as e:  # already registered under that name
+        except (ValueError, TypeError) as e:  # registered already, or not wrappable (protobuf)
             logger.debug("gin: %s", e)
     _registered.add(module_name)
 
@@ -58,14 +68,18 @@ def register_all() -> None:
 
 
 def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> None:
-    """Registers t2r with gin and parses config files and bindings.
-
-    Missing config files raise FileNotFoundError naming them.
-    """
+    """Registers t2r (and the modules the configs import) with gin, then parses
+    config files and bindings. Missing config files raise FileNotFoundError."""
     register_all()
     missing = [path for path in gin_configs if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"gin config file(s) not found: {', '.join(missing)}")
+    # Tensor2Robot configs `import` the modules of their models; register those
+    # modules so that their (undecorated) classes bind like T2R's did.
+    for path in gin_configs:
+        with open(path, encoding="utf-8") as f:
+            for module_name in _IMPORT_LINE.findall(f.read()):
+                register_module(module_name)
     gin.parse_config_files_and_bindings(list(gin_configs), list(gin_bindings))
 
 

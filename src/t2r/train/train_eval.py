@@ -42,8 +42,6 @@ Batch = tuple[Any, Any]
 class InputGenerator(Protocol):
     """What the loop needs of an input generator (see `t2r.data`)."""
 
-    batch_size: int
-
     def set_specification_from_model(self, t2r_model: Any, mode: str) -> None: ...
 
     def create_dataset(self, mode: str) -> Iterable[Batch]: ...
