@@ -303,3 +303,12 @@ def test_maybe_ignore_batch():
     assert stripped["s"].shape == (3,)
     with pytest.raises(SpecError, match="scalar"):
         maybe_ignore_batch({"x": torch.tensor(1.0)}, True)
+
+
+def test_numpy_scalars_are_leaves():
+    flat = flatten_spec_structure({"id": np.int64(3), "x": np.float32(1.5)})
+    assert flat.keys() == ["id", "x"]
+    spec = TensorSpecStruct(id=ExtendedTensorSpec((), torch.int64, name="id"))
+    validate_and_pack(spec, {"id": np.int64(3)})
+    with pytest.raises(SpecError, match="dtype"):
+        validate_and_pack(spec, {"id": np.int32(3)})

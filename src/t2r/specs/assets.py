@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 import t2r
+from t2r.atomic import atomic_write_text
 from t2r.specs.dtypes import TF_ENUM_TO_NAME
 from t2r.specs.errors import SpecError
 from t2r.specs.extended_tensor_spec import ExtendedTensorSpec
@@ -57,21 +57,6 @@ def _specs_to_dict(structure: Any, field: str) -> dict[str, Any]:
 
 def _specs_from_dict(data: dict[str, Any]) -> TensorSpecStruct:
     return TensorSpecStruct((k, ExtendedTensorSpec.from_dict(v)) for k, v in data.items())
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Writes `text` to `path` via a temporary file in the same dir, fsync and rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_t2r_assets_to_file(t2r_assets: T2RAssets, filename: str | os.PathLike[str]) -> None:

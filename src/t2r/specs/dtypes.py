@@ -101,14 +101,19 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return np.dtype(dtype_name(dtype))
 
 
-def value_dtype(value: torch.Tensor | np.ndarray) -> torch.dtype:
+# Values that hold data: torch tensors, numpy arrays and numpy scalars.
+ARRAY_TYPES = (torch.Tensor, np.ndarray, np.generic)
+ArrayLike = torch.Tensor | np.ndarray | np.generic
+
+
+def value_dtype(value: ArrayLike) -> torch.dtype:
     """The torch dtype of a tensor or numpy array."""
     if isinstance(value, torch.Tensor):
         return value.dtype
     return as_torch_dtype(value.dtype)
 
 
-def dtype_matches(expected: torch.dtype, value: torch.Tensor | np.ndarray) -> bool:
+def dtype_matches(expected: torch.dtype, value: ArrayLike) -> bool:
     """Whether `value` may stand for data of a spec with dtype `expected`.
 
     float32 numpy arrays match bfloat16 specs (see `numpy_dtype`).
@@ -116,4 +121,5 @@ def dtype_matches(expected: torch.dtype, value: torch.Tensor | np.ndarray) -> bo
     actual = value_dtype(value)
     if actual == expected:
         return True
-    return isinstance(value, np.ndarray) and expected == torch.bfloat16 and actual == torch.float32
+    is_numpy = isinstance(value, (np.ndarray, np.generic))
+    return is_numpy and expected == torch.bfloat16 and actual == torch.float32

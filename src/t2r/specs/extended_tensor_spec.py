@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from t2r.specs.dtypes import as_torch_dtype, dtype_name, value_dtype
+from t2r.specs.dtypes import ARRAY_TYPES, ArrayLike, as_torch_dtype, dtype_name, value_dtype
 from t2r.specs.errors import SpecError
 
 Shape = tuple[int | None, ...] | None
@@ -209,27 +209,25 @@ class ExtendedTensorSpec:
         )
 
     @classmethod
-    def from_tensor(
-        cls, tensor: torch.Tensor | np.ndarray, name: str | None = None
-    ) -> ExtendedTensorSpec:
+    def from_tensor(cls, tensor: ArrayLike, name: str | None = None) -> ExtendedTensorSpec:
         """The spec of a torch tensor or numpy array (``is_extracted=True``)."""
-        if not isinstance(tensor, (torch.Tensor, np.ndarray)):
+        if not isinstance(tensor, ARRAY_TYPES):
             raise TypeError(
                 f"from_tensor needs a torch.Tensor or numpy array, got {type(tensor).__name__}."
             )
         return cls(tuple(tensor.shape), value_dtype(tensor), name, is_extracted=True)
 
     @classmethod
-    def to_spec(cls, value: ExtendedTensorSpec | torch.Tensor | np.ndarray) -> ExtendedTensorSpec:
+    def to_spec(cls, value: ExtendedTensorSpec | ArrayLike) -> ExtendedTensorSpec:
         """`value` as a spec: specs are copied, tensors and arrays described."""
         if isinstance(value, ExtendedTensorSpec):
             return cls.from_spec(value)
-        if isinstance(value, (torch.Tensor, np.ndarray)):
+        if isinstance(value, ARRAY_TYPES):
             return cls.from_tensor(value)
         raise TypeError(f"Cannot convert {type(value).__name__} to an ExtendedTensorSpec.")
 
     # ----------------------------------------------------------- comparisons
-    def is_compatible_with(self, other: ExtendedTensorSpec | torch.Tensor | np.ndarray) -> bool:
+    def is_compatible_with(self, other: ExtendedTensorSpec | ArrayLike) -> bool:
         """Whether `other` (a spec, tensor or array) could hold the same data.
 
         Dtypes must be equal. Shapes are compatible when either has unknown rank,

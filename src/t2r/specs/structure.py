@@ -12,18 +12,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
-from t2r.specs.dtypes import dtype_matches, value_dtype
+from t2r.specs.dtypes import ARRAY_TYPES, dtype_matches, value_dtype
 from t2r.specs.errors import SpecError
 from t2r.specs.extended_tensor_spec import ExtendedTensorSpec, format_shape
 from t2r.specs.tensor_spec_struct import TensorSpecStruct, is_namedtuple
 
 logger = logging.getLogger(__name__)
 
-Leaf = ExtendedTensorSpec | torch.Tensor | np.ndarray | None
-LEAF_TYPES = (ExtendedTensorSpec, torch.Tensor, np.ndarray)
+LEAF_TYPES = (ExtendedTensorSpec, *ARRAY_TYPES)
 
 
 def is_leaf(value: Any) -> bool:
@@ -36,7 +34,7 @@ def describe(value: Any) -> str:
         return "None"
     if isinstance(value, ExtendedTensorSpec):
         return f"shape {format_shape(value.shape)} dtype {value.dtype}"
-    if isinstance(value, (torch.Tensor, np.ndarray)):
+    if isinstance(value, ARRAY_TYPES):
         return f"shape {format_shape(tuple(value.shape))} dtype {value_dtype(value)}"
     return f"{type(value).__name__} {value!r}"
 
@@ -63,7 +61,7 @@ def _walk(structure: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
             where = f" at {prefix!r}" if prefix else ""
             raise SpecError(
                 f"Invalid spec structure{where}: leaves must be ExtendedTensorSpec, torch.Tensor, "
-                f"numpy array or None, got {type(structure).__name__} {structure!r}.",
+                f"numpy array or scalar, or None, got {type(structure).__name__} {structure!r}.",
                 key=prefix or None,
             )
         out.append((prefix, structure))
@@ -228,7 +226,7 @@ def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = No
     actual_spec = ExtendedTensorSpec.to_spec(actual)
     if expected_spec.is_sequence and actual_spec.is_extracted and actual_spec.shape:
         actual_spec = ExtendedTensorSpec.from_spec(actual_spec, shape=actual_spec.shape[1:])
-    if isinstance(actual, (torch.Tensor, np.ndarray)):
+    if isinstance(actual, ARRAY_TYPES):
         dtype_ok = dtype_matches(expected_spec.dtype, actual)
     else:
         dtype_ok = expected_spec.dtype == actual_spec.dtype
