@@ -1,7 +1,17 @@
-"""Data: TFRecord io, the tf.train.Example codec, image codecs.
+"""Data: records on disk -> batches of tensors, driven by specs.
 
-Low-level pieces that read records TensorFlow wrote and write records TensorFlow
-reads, without TensorFlow. Spec-driven parsing and input generators build on them.
+* TFRecord io (:mod:`t2r.data.tfrecord`): atomic writing, crc-checked reading,
+  file patterns.
+* The tf.train.Example / SequenceExample messages (:mod:`t2r.data.example_proto`)
+  and image codecs (:mod:`t2r.data.image_codec`), without TensorFlow.
+* Spec-driven parse and serialize (:mod:`t2r.data.parsing`):
+  ``create_parse_tf_example_fn(feature_spec, label_spec)`` turns a batch of
+  serialized records into ``(features, labels)`` TensorSpecStructs of torch
+  tensors; ``create_serialize_tf_example_fn`` writes records TensorFlow reads.
+* Input generators (:mod:`t2r.data.input_generators`), Tensor2Robot's names:
+  ``DefaultRecordInputGenerator`` and friends, on torch DataLoaders that shard
+  files over workers and ranks (:mod:`t2r.data.pipeline`); random and constant
+  data made from the specs.
 """
 
 from __future__ import annotations
@@ -20,6 +30,24 @@ from t2r.data.example_proto import (
     SequenceExample,
 )
 from t2r.data.image_codec import decode_image, detect_image_format, encode_image
+from t2r.data.input_generators import (
+    AbstractInputGenerator,
+    DefaultConstantInputGenerator,
+    DefaultRandomInputGenerator,
+    DefaultRecordInputGenerator,
+    FractionalRecordInputGenerator,
+    GeneratorInputGenerator,
+    MultiEvalRecordInputGenerator,
+    WeightedRecordInputGenerator,
+    get_multi_eval_name,
+)
+from t2r.data.parsing import (
+    ParseTFExampleFn,
+    SerializeTFExampleFn,
+    create_parse_tf_example_fn,
+    create_serialize_tf_example_fn,
+)
+from t2r.data.pipeline import BatchIterable, RecordBatchDataset, resolve_rank_and_world_size
 from t2r.data.tfrecord import (
     ReadStats,
     TFRecordWriter,
@@ -29,23 +57,39 @@ from t2r.data.tfrecord import (
 )
 
 __all__ = [
+    "AbstractInputGenerator",
+    "BatchIterable",
     "BytesList",
     "DataError",
+    "DefaultConstantInputGenerator",
+    "DefaultRandomInputGenerator",
+    "DefaultRecordInputGenerator",
     "Example",
     "Feature",
     "FeatureList",
     "FeatureLists",
     "Features",
     "FloatList",
+    "FractionalRecordInputGenerator",
+    "GeneratorInputGenerator",
     "Int64List",
+    "MultiEvalRecordInputGenerator",
+    "ParseTFExampleFn",
     "ReadStats",
+    "RecordBatchDataset",
     "SequenceExample",
+    "SerializeTFExampleFn",
     "TFRecordWriter",
+    "WeightedRecordInputGenerator",
+    "create_parse_tf_example_fn",
+    "create_serialize_tf_example_fn",
     "decode_image",
     "detect_image_format",
     "encode_image",
     "expand_file_patterns",
+    "get_multi_eval_name",
     "is_temporary_path",
     "read_tfrecord",
     "read_tfrecord_with_offsets",
+    "resolve_rank_and_world_size",
 ]

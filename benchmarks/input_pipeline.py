@@ -1,0 +1,399 @@
+"""Input pipeline throughput: TFRecords -> batched torch tensors, against JPEG decoding alone.
+
+For three kinds of records it writes its own TFRecord files (to a temporary
+directory) and prints, for each number of DataLoader workers, the examples per
+second that come out of ``DefaultRecordInputGenerator`` (TRAIN mode: shuffled,
+interleaved, repeated, batched, parsed, decoded) beside the decode-only limit:
+the rate at which plain loops in as many processes as workers (at least one)
+decode the same JPEG bytes, measured in between the pipeline's timing windows.
+The ratio is the pipeline's share of that limit (target: 80%). The main
+process needs CPU too: with as many workers as cores, it competes with them.
+When TensorFlow is importable it also times a tf.data pipeline on the same
+files; TensorFlow is never a dependency.
+
+    python benchmarks/input_pipeline.py                 # all cases, 0/1/2 workers
+    python benchmarks/input_pipeline.py --cases a --workers 1 --seconds 5
+    python benchmarks/input_pipeline.py --profile a     # cProfile of the parse path
+
+Cases: (a) pose_env-like: 64x64 JPEG + 5 floats; (b) 256x256 JPEG + 7 floats;
+(c) SequenceExamples of 6 frames of 128x128 JPEG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import datetime
+import io
+import multiprocessing
+import os
+import platform
+import pstats
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simplejpeg
+import torch
+
+from t2r.data import (
+    DefaultRecordInputGenerator,
+    Example,
+    SequenceExample,
+    TFRecordWriter,
+    create_parse_tf_example_fn,
+    create_serialize_tf_example_fn,
+    read_tfrecord,
+)
+from t2r.modes import ModeKeys
+from t2r.specs import ExtendedTensorSpec, TensorSpecStruct
+
+
+@dataclasses.dataclass
+class Case:
+    key: str
+    title: str
+    feature_spec: TensorSpecStruct
+    label_spec: TensorSpecStruct
+    image_key: str
+    frames: int  # JPEG images per example
+    examples: int
+    make: Callable[[np.random.Generator], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def scene(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A camera-like image: smooth background, a few blocks, mild sensor noise."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    base = rng.uniform(40, 200, 3)
+    image = base + 50 * np.stack([x, y, x * y], -1) * rng.uniform(-1, 1, 3)
+    for _ in range(4):
+        top, left = rng.integers(0, size, 2)
+        height, width = rng.integers(size // 8, size // 3, 2)
+        image[top : top + height, left : left + width] = rng.uniform(0, 255, 3)
+    image += rng.normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def spec(shape: tuple[int, ...], dtype: Any, name: str, **kwargs: Any) -> ExtendedTensorSpec:
+    return ExtendedTensorSpec(shape, dtype, name, **kwargs)
+
+
+def make_cases(scale: float) -> list[Case]:
+    pose_features = TensorSpecStruct(
+        [
+            ("state", spec((64, 64, 3), torch.uint8, "state/image", data_format="jpeg")),
+            ("pose", spec((2,), torch.float32, "pose")),
+        ]
+    )
+    pose_labels = TensorSpecStruct(
+        [
+            ("reward", spec((1,), torch.float32, "reward")),
+            ("target_pose", spec((2,), torch.float32, "target_pose")),
+        ]
+    )
+    big_features = TensorSpecStruct(
+        [
+            ("image", spec((256, 256, 3), torch.uint8, "image", data_format="jpeg")),
+            ("state", spec((7,), torch.float32, "state")),
+        ]
+    )
+    big_labels = TensorSpecStruct([("action", spec((7,), torch.float32, "action"))])
+    seq_features = TensorSpecStruct(
+        [
+            (
+                "frames",
+                spec((128, 128, 3), torch.uint8, "frames", data_format="jpeg", is_sequence=True),
+            ),
+        ]
+    )
+    seq_labels = TensorSpecStruct(
+        [("action", spec((7,), torch.float32, "action", is_sequence=True))]
+    )
+
+    def pose(rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            {"state": scene(rng, 64), "pose": rng.random(2, np.float32)},
+            {"reward": -rng.random(1, np.float32), "target_pose": rng.random(2, np.float32)},
+        )
+
+    def big(rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            {"image": scene(rng, 256), "state": rng.random(7, np.float32)},
+            {"action": rng.random(7, np.float32)},
+        )
+
+    first = scene(np.random.default_rng(1), 128)
+
+    def sequence(rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Frames of one episode differ a little, as consecutive camera frames do.
+        frames = np.stack(
+            [np.roll(first, shift=int(rng.integers(-8, 8)), axis=1) for _ in range(6)]
+        )
+        return {"frames": frames}, {"action": rng.random((6, 7), np.float32)}
+
+    n = lambda count: max(64, int(count * scale))  # noqa: E731
+    return [
+        Case("a", "pose_env 64x64 JPEG + 5 floats", pose_features, pose_labels, "state/image",
+             1, n(4096), pose),
+        Case("b", "256x256 JPEG + 7 floats", big_features, big_labels, "image", 1, n(768), big),
+        Case("c", "SequenceExample 6 x 128x128 JPEG", seq_features, seq_labels, "frames", 6,
+             n(384), sequence),
+    ]  # fmt: skip
+
+
+def write_case(case: Case, directory: Path, num_files: int) -> str:
+    rng = np.random.default_rng(0)
+    serialize = create_serialize_tf_example_fn(case.feature_spec, case.label_spec)
+    per_file = -(-case.examples // num_files)
+    written = 0
+    for f in range(num_files):
+        with TFRecordWriter(directory / f"{case.key}-{f:03d}.tfrecord") as writer:
+            for _ in range(min(per_file, case.examples - written)):
+                features, labels = case.make(rng)
+                writer.write(serialize(features, labels))  # type: ignore[arg-type]
+                written += 1
+    return str(directory / f"{case.key}-*.tfrecord")
+
+
+def jpegs_of(pattern: str, case: Case) -> list[bytes]:
+    import glob
+
+    out: list[bytes] = []
+    for path in sorted(glob.glob(pattern)):
+        for record in read_tfrecord(path):
+            if case.frames > 1:
+                message = SequenceExample.FromString(record)
+                steps = message.feature_lists.feature_list[case.image_key].feature
+                out.extend(step.bytes_list.value[0] for step in steps)
+            else:
+                feature = Example.FromString(record).features.feature[case.image_key]
+                out.append(feature.bytes_list.value[0])
+    return out
+
+
+def decode_for(jpegs: list[bytes], seconds: float, start: int) -> tuple[int, float, int]:
+    """Decodes JPEGs in a plain simplejpeg loop for about ``seconds``.
+
+    Returns (images decoded, time taken, where to start next time).
+    """
+    done, began = 0, time.perf_counter()
+    index = start
+    while time.perf_counter() - began < seconds:
+        for _ in range(32):
+            simplejpeg.decode_jpeg(jpegs[index])
+            index = (index + 1) % len(jpegs)
+        done += 32
+    return done, time.perf_counter() - began, index
+
+
+def _decoder(conn: Any, jpegs: list[bytes], start: int) -> None:
+    while True:
+        seconds = conn.recv()
+        if seconds is None:
+            return
+        count, taken, start = decode_for(jpegs, seconds, start)
+        conn.send((count, taken))
+
+
+class ParallelDecoders:
+    """``processes`` plain decode loops, run together on demand: the decode-only limit."""
+
+    def __init__(self, jpegs: list[bytes], processes: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conns = []
+        self.procs = []
+        for i in range(processes):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_decoder, args=(child, jpegs, i * len(jpegs) // processes))
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def images(self, seconds: float) -> float:
+        """Images decoded per second by all loops together over ``seconds``."""
+        for conn in self.conns:
+            conn.send(seconds)
+        return sum(count / taken for count, taken in (conn.recv() for conn in self.conns))
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            conn.send(None)
+            proc.join()
+
+
+def measure(
+    case: Case,
+    pattern: str,
+    jpegs: list[bytes],
+    workers: int,
+    batch_size: int,
+    seconds: float,
+    windows: int = 6,
+) -> tuple[float, float]:
+    """(pipeline examples/s, decode-only limit examples/s), measured interleaved.
+
+    The pipeline runs in ``windows`` windows. Between them, while the DataLoader
+    workers sit idle with full queues, ``max(1, workers)`` processes run the plain
+    decode loop at once: the limit on this machine at that moment (shared
+    machines drift by tens of percent, and two vCPUs do not always give twice
+    one).
+    """
+    decoders = ParallelDecoders(jpegs, max(1, workers))
+    gen = DefaultRecordInputGenerator(pattern, batch_size, num_workers=workers, seed=0)
+    gen.set_feature_specifications(case.feature_spec, case.label_spec)
+    iterator = iter(gen.create_dataset(ModeKeys.TRAIN))
+    for _ in range(max(4, 4 * workers)):  # start workers, fill buffers and queues
+        next(iterator)
+    examples = pipeline_time = 0.0
+    limits = []
+    for _ in range(windows):
+        began = time.perf_counter()
+        while time.perf_counter() - began < seconds / windows:
+            features, _ = next(iterator)
+            examples += len(next(iter(features.values())))
+        pipeline_time += time.perf_counter() - began
+        time.sleep(0.05)  # let the workers fill their queues and go idle
+        limits.append(decoders.images(min(0.5, seconds / windows)) / case.frames)
+    del iterator
+    decoders.close()
+    return examples / pipeline_time, sum(limits) / len(limits)
+
+
+def tf_data_rate(case: Case, pattern: str, workers: int, batch_size: int, seconds: float) -> str:
+    try:
+        import tensorflow as tf  # type: ignore[import-not-found]
+    except ImportError:
+        return "n/a (TensorFlow not installed)"
+    image_feature = tf.io.FixedLenFeature((), tf.string)
+    shape = tuple(case.feature_spec[next(iter(case.feature_spec))].shape)  # type: ignore[arg-type]
+
+    def parse(batch: Any) -> Any:
+        if case.frames > 1:
+            _, sequences, _ = tf.io.parse_sequence_example(
+                batch,
+                sequence_features={
+                    case.image_key: tf.io.FixedLenSequenceFeature((), tf.string),
+                    "action": tf.io.FixedLenSequenceFeature((7,), tf.float32),
+                },
+            )
+            images = tf.map_fn(
+                lambda frames: tf.map_fn(
+                    lambda b: tf.io.decode_jpeg(b, 3), frames, fn_output_signature=tf.uint8
+                ),
+                sequences[case.image_key],
+                fn_output_signature=tf.uint8,
+            )
+            return images, sequences["action"]
+        features = {
+            s.name: tf.io.FixedLenFeature(tuple(s.shape), tf.float32)
+            for s in [*case.feature_spec.values(), *case.label_spec.values()]
+            if s.data_format is None
+        }
+        features[case.image_key] = image_feature
+        parsed = tf.io.parse_example(batch, features)
+        parsed[case.image_key] = tf.map_fn(
+            lambda b: tf.io.decode_jpeg(b, shape[-1]),
+            parsed[case.image_key],
+            fn_output_signature=tf.uint8,
+        )
+        return parsed
+
+    files = tf.data.Dataset.list_files(pattern, shuffle=True, seed=0)
+    data = files.interleave(tf.data.TFRecordDataset, cycle_length=4)
+    data = data.shuffle(1000).repeat().batch(batch_size, drop_remainder=True)
+    data = data.map(parse, num_parallel_calls=max(1, workers)).prefetch(2)
+    iterator = iter(data)
+    for _ in range(4):
+        next(iterator)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        next(iterator)
+        done += batch_size
+    return f"{done / (time.perf_counter() - start):,.0f}"
+
+
+def profile(case: Case, pattern: str, batch_size: int) -> None:
+    parse = create_parse_tf_example_fn(case.feature_spec, case.label_spec)
+    records = [r for path in sorted(Path(pattern).parent.glob(Path(pattern).name))
+               for r in read_tfrecord(path)]  # fmt: skip
+    batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for batch in batches:
+        parse(batch)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    print(out.getvalue())
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="a,b,c", help="which of a, b, c")
+    parser.add_argument("--workers", default="0,1,2", help="DataLoader worker counts")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per run")
+    parser.add_argument("--repeats", type=int, default=1, help="median of this many runs")
+    parser.add_argument("--scale", type=float, default=1.0, help="scales the number of examples")
+    parser.add_argument("--files", type=int, default=8, help="TFRecord files per case")
+    parser.add_argument("--data-dir", default=None, help="keep the files here (default: temp)")
+    parser.add_argument("--profile", default=None, help="cProfile the parse path of one case")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cases = {c.key: c for c in make_cases(args.scale)}
+    wanted = [cases[k.strip()] for k in args.cases.split(",") if k.strip()]
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(args.data_dir or tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        if args.profile:
+            case = cases[args.profile]
+            profile(case, write_case(case, directory, args.files), args.batch_size)
+            return
+        print(
+            f"# t2r input pipeline, {datetime.date.today()}, {cpu_model()}, "
+            f"{os.cpu_count()} CPUs, torch {torch.__version__}, batch {args.batch_size}, "
+            f"{args.seconds:g} s per run, median of {args.repeats}\n"
+        )
+        header = (
+            "| case | examples | workers | pipeline ex/s | decode-only limit ex/s "
+            "| ratio | tf.data ex/s |"
+        )
+        print(header)
+        print("|---|---|---|---|---|---|---|")
+        for case in wanted:
+            pattern = write_case(case, directory, args.files)
+            jpegs = jpegs_of(pattern, case)
+            for workers in worker_counts:
+                runs = [
+                    measure(case, pattern, jpegs, workers, args.batch_size, args.seconds)
+                    for _ in range(args.repeats)
+                ]
+                rate = statistics.median(r for r, _ in runs)
+                limit = statistics.median(lim for _, lim in runs)
+                tf_rate = tf_data_rate(case, pattern, workers, args.batch_size, args.seconds)
+                print(
+                    f"| ({case.key}) {case.title} | {case.examples} | {workers} | {rate:,.0f} "
+                    f"| {limit:,.0f} | {rate / limit:.0%} | {tf_rate} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

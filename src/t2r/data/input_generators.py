@@ -1,0 +1,643 @@
+"""Input generators: Tensor2Robot's names, on torch DataLoaders.
+
+An input generator knows where data comes from; the specs say what it looks
+like. ``set_specification_from_model`` (or ``set_feature_specifications``) gives
+it the specs, ``create_dataset(mode)`` returns an iterable of
+``(features, labels)`` batches: TensorSpecStructs of torch tensors keyed by the
+spec paths (``labels`` is None without a label spec).
+
+========================================  ==============================================
+generator                                 data
+========================================  ==============================================
+:class:`DefaultRecordInputGenerator`      TFRecord files of Example / SequenceExample
+:class:`FractionalRecordInputGenerator`   the first fraction of those files
+:class:`WeightedRecordInputGenerator`     several file groups, sampled with weights
+:class:`MultiEvalRecordInputGenerator`    one of several named eval sets (or all)
+:class:`DefaultRandomInputGenerator`      random data made from the specs
+:class:`DefaultConstantInputGenerator`    constant data made from the specs
+========================================  ==============================================
+
+Modes (``t2r.modes.ModeKeys``): TRAIN shuffles the file order each epoch,
+interleaves ``cycle_length`` files, shuffles records in a buffer, repeats
+forever and yields full batches only. EVAL and PREDICT read files in sorted
+order, one after the other, without shuffling; by default one pass, keeping the
+last partial batch (``eval_single_pass=False``: forever, full batches, as
+Tensor2Robot did).
+
+Record generators parse in DataLoader workers (``num_workers``), sharding the
+files over workers and over torch.distributed ranks so that no example is read
+twice per pass (see :mod:`t2r.data.pipeline`).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from t2r.data.parsing import ParseTFExampleFn
+from t2r.data.pipeline import (
+    BatchIterable,
+    RecordBatchDataset,
+    SharedReadStats,
+    _no_convert,
+    resolve_rank_and_world_size,
+)
+from t2r.data.tfrecord import expand_file_patterns
+from t2r.modes import ModeKeys
+from t2r.specs import (
+    TensorSpecStruct,
+    assert_valid_spec_structure,
+    flatten_spec_structure,
+    make_constant_numpy,
+    make_random_numpy,
+    to_tensors,
+)
+
+__all__ = [
+    "AbstractInputGenerator",
+    "DefaultConstantInputGenerator",
+    "DefaultRandomInputGenerator",
+    "DefaultRecordInputGenerator",
+    "FractionalRecordInputGenerator",
+    "GeneratorInputGenerator",
+    "MultiEvalRecordInputGenerator",
+    "WeightedRecordInputGenerator",
+    "get_multi_eval_name",
+]
+
+logger = logging.getLogger(__name__)
+
+FilePatterns = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+PreprocessFn = Callable[[Any, Any], tuple[Any, Any]]
+
+_TF_CONFIG_ENV = "TF_CONFIG"
+_MULTI_EVAL_NAME = "multi_eval_name"
+
+
+class AbstractInputGenerator(abc.ABC):
+    """Creates the input pipeline for one model; subclasses say where data comes from.
+
+    Args:
+        batch_size: examples per batch.
+    """
+
+    def __init__(self, batch_size: int = 32) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self._batch_size = int(batch_size)
+        self._feature_spec: Any = None
+        self._label_spec: Any = None
+        self._preprocess_fn: PreprocessFn | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def feature_spec(self) -> Any:
+        return self._feature_spec
+
+    @property
+    def label_spec(self) -> Any:
+        return self._label_spec
+
+    def set_feature_specifications(self, feature_spec: Any, label_spec: Any = None) -> None:
+        """Sets the specs the data must match (label_spec None: no labels)."""
+        assert_valid_spec_structure(feature_spec)
+        if label_spec is not None:
+            assert_valid_spec_structure(label_spec)
+        self._feature_spec = feature_spec
+        self._label_spec = label_spec
+
+    def set_label_specifications(self, label_spec: Any) -> None:
+        """Sets (or with None, clears) the label spec alone."""
+        if label_spec is not None:
+            assert_valid_spec_structure(label_spec)
+        self._label_spec = label_spec
+
+    def set_specification_from_model(self, t2r_model: Any, mode: str) -> None:
+        """Takes the specs from the model's preprocessor: its *in* specs for `mode`.
+
+        Records hold what the preprocessor consumes; ``t2r_model.preprocessor``
+        must have ``get_in_feature_specification(mode)`` and
+        ``get_in_label_specification(mode)``. The preprocessing itself is left to
+        the caller (the training loop); ``set_preprocess_fn`` runs it in the
+        workers instead.
+        """
+        ModeKeys.validate(mode)
+        preprocessor = t2r_model.preprocessor
+        feature_spec = preprocessor.get_in_feature_specification(mode)
+        label_spec = preprocessor.get_in_label_specification(mode)
+        self.set_feature_specifications(feature_spec, label_spec)
+
+    def set_preprocess_fn(self, preprocess_fn: PreprocessFn | None) -> None:
+        """A function ``(features, labels) -> (features, labels)`` applied to each batch.
+
+        Runs where the batch is made (in the DataLoader workers for record
+        generators), after parsing; it must be picklable for worker processes.
+        """
+        self._preprocess_fn = preprocess_fn
+
+    def _assert_specs_initialized(self) -> None:
+        if self._feature_spec is None:
+            raise ValueError(
+                f"{type(self).__name__} has no feature spec; call set_specification_from_model "
+                "or set_feature_specifications first."
+            )
+
+    def create_dataset_input_fn(self, mode: str) -> Callable[..., Any]:
+        """Tensor2Robot's input_fn: a callable returning ``create_dataset(mode)``."""
+        self._assert_specs_initialized()
+
+        def input_fn(params: Any = None) -> Any:
+            del params
+            return self.create_dataset(mode)
+
+        return input_fn
+
+    @abc.abstractmethod
+    def create_dataset(self, mode: str) -> BatchIterable:
+        """An iterable of ``(features, labels)`` batches for `mode`."""
+
+
+def _patterns_map(
+    file_patterns: FilePatterns | Mapping[str, FilePatterns] | None,
+    dataset_map: Mapping[str, FilePatterns] | None,
+) -> dict[str, FilePatterns]:
+    if file_patterns is not None and dataset_map is not None:
+        raise ValueError("Give only one of `file_patterns` or `dataset_map`.")
+    if dataset_map is not None:
+        file_patterns = dataset_map
+    if file_patterns is None:
+        raise ValueError("No file patterns given.")
+    if isinstance(file_patterns, Mapping):
+        if not file_patterns:
+            raise ValueError("The dataset map is empty.")
+        return dict(file_patterns)
+    return {"": file_patterns}
+
+
+def _agree_on_seed(seed: int | None, world_size: int) -> int:
+    """A seed every rank shares (they must shuffle files alike to split them)."""
+    if seed is not None:
+        return int(seed)
+    drawn = secrets.randbits(31)
+    if world_size == 1:
+        return drawn
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        box: list[Any] = [drawn]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return int(box[0])
+    raise ValueError(
+        "Several ranks shuffle their files alike only with a common seed: pass seed=... "
+        "(or initialize torch.distributed)."
+    )
+
+
+class _RecordInputGenerator(AbstractInputGenerator):
+    """What every TFRecord-backed generator shares: DataLoader and pipeline options."""
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        *,
+        num_workers: int = 0,
+        shuffle_buffer_size: int = 1000,
+        cycle_length: int = 10,
+        seed: int | None = None,
+        eval_single_pass: bool = True,
+        skip_corrupt_records: bool = False,
+        verify_crc: bool = True,
+        compression: str | None = "auto",
+        decode_images: bool = True,
+        prefetch_factor: int | None = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        multiprocessing_context: str | None = None,
+        recycle_buffers: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        label: str = "",
+    ) -> None:
+        super().__init__(batch_size=batch_size)
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+        self._num_workers = int(num_workers)
+        self._shuffle_buffer_size = int(shuffle_buffer_size)
+        self._cycle_length = int(cycle_length)
+        self._seed = seed
+        self._eval_single_pass = eval_single_pass
+        self._skip_corrupt_records = skip_corrupt_records
+        self._verify_crc = verify_crc
+        self._compression = compression
+        self._decode_images = decode_images
+        self._prefetch_factor = prefetch_factor
+        self._pin_memory = pin_memory
+        self._persistent_workers = persistent_workers
+        self._multiprocessing_context = multiprocessing_context
+        self._recycle_buffers = recycle_buffers
+        self._rank = rank
+        self._world_size = world_size
+        self._label = label
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def _sources(self, mode: str) -> Any:
+        """``{dataset_key: files}`` (or groups of files, with `_weights`)."""
+        raise NotImplementedError
+
+    _weights: Sequence[float] | None = None
+
+    def create_dataset(self, mode: str) -> BatchIterable:
+        """A :class:`BatchIterable` of ``(features, labels)`` batches for `mode`."""
+        ModeKeys.validate(mode)
+        self._assert_specs_initialized()
+        training = mode == ModeKeys.TRAIN
+        sources = self._sources(mode)
+        rank, world_size = resolve_rank_and_world_size(self._rank, self._world_size)
+        seed = _agree_on_seed(self._seed, world_size) if training else int(self._seed or 0)
+        single_pass = not training and self._eval_single_pass
+        parse_fn = ParseTFExampleFn(self._feature_spec, self._label_spec, self._decode_images)
+        stats = SharedReadStats(self._multiprocessing_context)
+        dataset = RecordBatchDataset(
+            sources,
+            parse_fn,
+            self.batch_size,
+            shuffle=training,
+            repeat=not single_pass,
+            drop_remainder=not single_pass,
+            shuffle_buffer_size=self._shuffle_buffer_size,
+            cycle_length=self._cycle_length,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            skip_corrupt=self._skip_corrupt_records,
+            verify_crc=self._verify_crc,
+            compression=self._compression,
+            preprocess_fn=self._preprocess_fn,
+            weights=self._weights,
+            stats=stats,
+            recycle_buffers=(
+                (self._prefetch_factor or 2) + 3
+                if self._recycle_buffers is None
+                else self._recycle_buffers
+            ),
+        )
+        workers = self._num_workers
+        loader_kwargs: dict[str, Any] = {
+            "batch_size": None,
+            "num_workers": workers,
+            "collate_fn": _no_convert,
+        }
+        if workers > 0:
+            loader_kwargs["prefetch_factor"] = self._prefetch_factor
+            loader_kwargs["persistent_workers"] = self._persistent_workers
+            loader_kwargs["multiprocessing_context"] = self._multiprocessing_context
+        loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
+        name = self._label or type(self).__name__
+        logger.info(
+            "%s (%s): %s, batch %d, %d workers, rank %d of %d%s.",
+            name,
+            mode,
+            _describe_sources(sources),
+            self.batch_size,
+            workers,
+            rank,
+            world_size,
+            f", seed {seed}" if training else "",
+        )
+        return BatchIterable(
+            lambda: iter(loader),
+            stats=stats,
+            description=f"{name} ({mode})",
+            single_pass=single_pass,
+            dataloader=loader,
+            pin_memory=self._pin_memory,
+        )
+
+
+def _describe_sources(sources: Any) -> str:
+    if isinstance(sources, Mapping):
+        return ", ".join(
+            f"{key or 'default'}: {len(files)} files" for key, files in sources.items()
+        )
+    return ", ".join(f"group {i}: {len(files)} files" for i, files in enumerate(sources))
+
+
+class DefaultRecordInputGenerator(_RecordInputGenerator):
+    """Batches parsed from TFRecord files (Tensor2Robot's record input generator).
+
+    Args:
+        file_patterns: a glob, a comma-separated list of globs (each may start with
+            ``tfrecord:``), a list of those, or ``{dataset_key: patterns}`` to zip
+            several datasets record by record (specs read from their dataset_key).
+            A pattern that matches no file raises ValueError naming it.
+        batch_size: examples per batch.
+        dataset_map: Tensor2Robot's other spelling of the ``{dataset_key: patterns}``
+            form; give only one of the two.
+        num_workers: DataLoader worker processes that read, parse and decode
+            (0: in the main process).
+        shuffle_buffer_size: TRAIN: records in the shuffle buffer (per worker).
+        cycle_length: TRAIN: files read at once, one record from each in turn.
+        seed: TRAIN: file order and shuffling. Same seed, workers and ranks: same
+            batches. None draws one (ranks agree through torch.distributed).
+        eval_single_pass: EVAL/PREDICT: one pass, last partial batch kept (else
+            forever, full batches only).
+        skip_corrupt_records: skip corrupt records (bad crc, truncation, records
+            that do not parse), counting them in ``read_stats`` and logging a
+            summary after each pass; default raises DataError naming the file and
+            byte offset.
+        verify_crc: check record crcs.
+        compression: None, ``'GZIP'`` or ``'auto'`` (sniffed per file).
+        decode_images: decode encoded images (else numpy arrays of bytes).
+        prefetch_factor, persistent_workers, multiprocessing_context: passed to
+            the DataLoader (with workers only).
+        pin_memory: hand out batches in pinned memory (when CUDA is available).
+        recycle_buffers: shared-memory batch buffers each worker reuses once the
+            batch in it is dropped (default prefetch_factor + 3; 0: a fresh buffer
+            per batch; see
+            :class:`t2r.data.pipeline.RecordBatchDataset`).
+        rank, world_size: this process among the data-parallel ranks; default
+            from torch.distributed when it is initialized, else 0 of 1.
+        label: a name for logs.
+    """
+
+    def __init__(
+        self,
+        file_patterns: FilePatterns | Mapping[str, FilePatterns] | None = None,
+        batch_size: int = 32,
+        *,
+        dataset_map: Mapping[str, FilePatterns] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
+        self._patterns = _patterns_map(file_patterns, dataset_map)
+
+    @property
+    def file_patterns(self) -> dict[str, FilePatterns]:
+        return dict(self._patterns)
+
+    def _files(self) -> dict[str, list[str]]:
+        return {key: expand_file_patterns(patterns) for key, patterns in self._patterns.items()}
+
+    def _sources(self, mode: str) -> Any:
+        return self._files()
+
+
+class FractionalRecordInputGenerator(DefaultRecordInputGenerator):
+    """Only the first ``file_fraction`` of the (sorted) files, e.g. for data ablations.
+
+    The number of files is rounded down; at least one file must remain.
+    """
+
+    def __init__(
+        self,
+        file_patterns: FilePatterns | Mapping[str, FilePatterns] | None = None,
+        batch_size: int = 32,
+        *,
+        file_fraction: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(file_patterns, batch_size, **kwargs)
+        if not 0.0 < file_fraction <= 1.0:
+            raise ValueError(f"file_fraction must be in (0, 1], got {file_fraction}.")
+        self._file_fraction = float(file_fraction)
+
+    def _files(self) -> dict[str, list[str]]:
+        out = {}
+        for key, files in super()._files().items():
+            count = int(self._file_fraction * len(files))
+            if count == 0:
+                raise ValueError(
+                    f"file_fraction {self._file_fraction} of {len(files)} files leaves none "
+                    f"(patterns {self._patterns[key]!r})."
+                )
+            out[key] = files[:count]
+        return out
+
+
+class WeightedRecordInputGenerator(_RecordInputGenerator):
+    """Samples records from several file groups with weights (e.g. one per task).
+
+    Args:
+        file_patterns: one pattern per group: a list, or a comma-separated string
+            (each piece one group).
+        weights: sampling weight per group (default equal); normalized.
+        Other arguments as for :class:`DefaultRecordInputGenerator`. ``seed`` also
+        drives the sampling. In a single EVAL pass, exhausted groups drop out and
+        the others go on until all are read.
+    """
+
+    def __init__(
+        self,
+        file_patterns: str | Sequence[str | os.PathLike[str]],
+        batch_size: int = 32,
+        *,
+        weights: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
+        if isinstance(file_patterns, (str, os.PathLike)):
+            groups = [p for p in os.fspath(file_patterns).split(",") if p.strip()]
+        else:
+            groups = [os.fspath(p) for p in file_patterns]
+        if not groups:
+            raise ValueError("WeightedRecordInputGenerator needs at least one file pattern.")
+        if weights is not None and len(weights) != len(groups):
+            raise ValueError(
+                f"{len(weights)} weights for {len(groups)} file patterns; give one per pattern."
+            )
+        self._groups = groups
+        self._weights = [1.0] * len(groups) if weights is None else [float(w) for w in weights]
+
+    def _sources(self, mode: str) -> Any:
+        return [expand_file_patterns(group) for group in self._groups]
+
+
+def get_multi_eval_name(tf_config_env: Mapping[str, Any] | None = None) -> str | None:
+    """The ``multi_eval_name`` of the ``TF_CONFIG`` environment variable (Tensor2Robot's)."""
+    if tf_config_env is None:
+        tf_config_env = json.loads(os.environ.get(_TF_CONFIG_ENV, "{}") or "{}")
+    name = tf_config_env.get(_MULTI_EVAL_NAME)
+    return None if name is None else str(name)
+
+
+class MultiEvalRecordInputGenerator(DefaultRecordInputGenerator):
+    """Several named eval sets: ``create_dataset`` reads one, ``create_datasets`` all.
+
+    Args:
+        eval_map: ``{eval_name: file_patterns}``.
+        eval_name: which set ``create_dataset`` reads; default the
+            ``multi_eval_name`` of ``TF_CONFIG`` (as in Tensor2Robot), else the
+            only set if there is one.
+        Other arguments as for :class:`DefaultRecordInputGenerator`.
+    """
+
+    def __init__(
+        self,
+        eval_map: Mapping[str, FilePatterns],
+        batch_size: int = 32,
+        *,
+        eval_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not eval_map:
+            raise ValueError("eval_map is empty.")
+        self._eval_map = dict(eval_map)
+        name = eval_name or get_multi_eval_name()
+        if name is None and len(self._eval_map) == 1:
+            name = next(iter(self._eval_map))
+        if name is not None and name not in self._eval_map:
+            raise ValueError(f"Unknown eval set {name!r}; eval_map has {sorted(self._eval_map)}.")
+        self._eval_name = name
+        super().__init__(self._eval_map[name] if name else "<unset>", batch_size, **kwargs)
+
+    @property
+    def eval_names(self) -> list[str]:
+        return list(self._eval_map)
+
+    @property
+    def eval_name(self) -> str | None:
+        return self._eval_name
+
+    def _files(self) -> dict[str, list[str]]:
+        if self._eval_name is None:
+            raise ValueError(
+                f"No eval set chosen among {sorted(self._eval_map)}: pass eval_name or set "
+                f"{_MULTI_EVAL_NAME} in TF_CONFIG, or use create_datasets()."
+            )
+        return super()._files()
+
+    def create_datasets(self, mode: str = ModeKeys.EVAL) -> dict[str, BatchIterable]:
+        """``{eval_name: batches}`` for every eval set."""
+        out = {}
+        chosen, patterns = self._eval_name, self._patterns
+        try:
+            for name, eval_patterns in self._eval_map.items():
+                self._eval_name, self._patterns = name, _patterns_map(eval_patterns, None)
+                out[name] = self.create_dataset(mode)
+        finally:
+            self._eval_name, self._patterns = chosen, patterns
+        return out
+
+
+class GeneratorInputGenerator(AbstractInputGenerator):
+    """Batches made by a Python generator, ``_generator_fn(batch_size)``.
+
+    Args:
+        batch_size: examples per batch.
+        sequence_length: time steps of sequence specs (None: no time dimension).
+        num_batches: stop after this many batches (None: forever, as Tensor2Robot).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        sequence_length: int | None = None,
+        num_batches: int | None = None,
+    ) -> None:
+        super().__init__(batch_size=batch_size)
+        self._sequence_length = sequence_length
+        self._num_batches = num_batches
+
+    @abc.abstractmethod
+    def _generator_fn(self, batch_size: int) -> Iterator[tuple[Any, Any]]:
+        """Yields ``(features, labels)`` of numpy arrays (labels may be None)."""
+
+    def _batches(self) -> Iterator[tuple[TensorSpecStruct, TensorSpecStruct | None]]:
+        feature_spec = flatten_spec_structure(self._feature_spec)
+        label_spec = None if self._label_spec is None else flatten_spec_structure(self._label_spec)
+        for count, (features, labels) in enumerate(self._generator_fn(self.batch_size)):
+            if self._num_batches is not None and count >= self._num_batches:
+                return
+            out_features = to_tensors(flatten_spec_structure(features), feature_spec)
+            out_labels = (
+                None
+                if labels is None or label_spec is None
+                else to_tensors(flatten_spec_structure(labels), label_spec)
+            )
+            if self._preprocess_fn is not None:
+                out_features, out_labels = self._preprocess_fn(out_features, out_labels)
+            yield out_features, out_labels
+
+    def create_dataset(self, mode: str) -> BatchIterable:
+        ModeKeys.validate(mode)
+        self._assert_specs_initialized()
+        return BatchIterable(
+            self._batches,
+            description=type(self).__name__,
+            single_pass=self._num_batches is not None,
+        )
+
+
+class DefaultRandomInputGenerator(GeneratorInputGenerator):
+    """Random data from the specs (floats in [0, 1), ints in [0, 255), fair bools).
+
+    Args:
+        seed: makes the batches reproducible (each pass starts over).
+        Other arguments as for :class:`GeneratorInputGenerator`.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        sequence_length: int | None = None,
+        num_batches: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, sequence_length, num_batches)
+        self._seed = seed
+
+    def _generator_fn(self, batch_size: int) -> Iterator[tuple[Any, Any]]:
+        rng = np.random.default_rng(self._seed)
+        while True:
+            features = make_random_numpy(
+                self._feature_spec, batch_size, self._sequence_length, seed=rng
+            )
+            labels = (
+                None
+                if self._label_spec is None
+                else make_random_numpy(
+                    self._label_spec, batch_size, self._sequence_length, seed=rng
+                )
+            )
+            yield features, labels
+
+
+class DefaultConstantInputGenerator(GeneratorInputGenerator):
+    """Every value ``constant_value``, shaped by the specs."""
+
+    def __init__(
+        self,
+        constant_value: float | int,
+        batch_size: int = 32,
+        sequence_length: int | None = None,
+        num_batches: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, sequence_length, num_batches)
+        self._constant_value = constant_value
+
+    def _generator_fn(self, batch_size: int) -> Iterator[tuple[Any, Any]]:
+        while True:
+            features = make_constant_numpy(
+                self._feature_spec, self._constant_value, batch_size, self._sequence_length
+            )
+            labels = (
+                None
+                if self._label_spec is None
+                else make_constant_numpy(
+                    self._label_spec, self._constant_value, batch_size, self._sequence_length
+                )
+            )
+            yield features, labels
