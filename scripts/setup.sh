@@ -8,7 +8,18 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-EXTRAS=${T2R_EXTRAS:-dev,onnx}
+EXTRAS=${T2R_EXTRAS:-dev,onnx,sim}
+
+# MuJoCo renders offscreen on the CPU through EGL (or OSMesa): install the system
+# libraries when they are missing and we may (root, apt available).
+if [[ ",$EXTRAS," == *",sim,"* ]] && ! ldconfig -p | grep -q 'libEGL.so.1'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing EGL/OSMesa libraries for headless rendering"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1-mesa-dri libosmesa6 >/dev/null
+  else
+    echo "[setup] warning: no libEGL found; install libegl1 and libgl1-mesa-dri (or libosmesa6) to render pose_env" >&2
+  fi
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
