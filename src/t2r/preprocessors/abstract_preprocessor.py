@@ -18,6 +18,7 @@ batch dimension (and a time dimension after it for sequence specs).
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -193,7 +194,7 @@ class AbstractPreprocessor(nn.Module, abc.ABC):
     def _validate(self, spec: Any, tensors: Any, what: str, mode: str) -> TensorSpecStruct:
         try:
             flat_spec = flatten_spec_structure(spec)
-            if torch.compiler.is_compiling():
+            if torch.compiler.is_compiling() or torch.jit.is_tracing():
                 packed = _validate_and_pack_traced(flat_spec, tensors)
             else:
                 packed = validate_and_pack(flat_spec, tensors, ignore_batch=True)
@@ -214,7 +215,9 @@ def _validate_and_pack_traced(flat_spec: TensorSpecStruct, tensors: Any) -> Tens
     Under torch.export / torch.compile with dynamic shapes, sizes are SymInts,
     which ExtendedTensorSpec does not take. Here the batch dimension is dropped
     and any other symbolic size is treated as unknown (it matches any spec
-    size); static sizes and dtypes are checked as in eager mode.
+    size); static sizes and dtypes are checked as in eager mode. Under
+    torch.jit.trace (TorchScript and ONNX export) sizes are 0-d tensors; their
+    traced values are checked as static sizes.
     """
     flat_tensors = flatten_spec_structure(tensors)
     described = TensorSpecStruct()
@@ -223,8 +226,19 @@ def _validate_and_pack_traced(flat_spec: TensorSpecStruct, tensors: Any) -> Tens
             raise SpecError(f"{key!r}: expected a tensor, got {type(value).__name__}.", key=key)
         if not value.shape:
             raise SpecError(f"{key!r}: cannot strip a batch dimension from a scalar.", key=key)
-        shape = tuple(d if type(d) is int else None for d in value.shape[1:])
+        shape = tuple(_static_dim(d) for d in value.shape[1:])
         described[key] = ExtendedTensorSpec(shape, value.dtype, is_extracted=True)
     assert_required(flat_spec, described)
     packed: TensorSpecStruct = pack_flat_sequence_to_spec_structure(flat_spec, flat_tensors)
     return packed
+
+
+def _static_dim(dim: Any) -> int | None:
+    """A size as a plain int, or None when it is symbolic."""
+    if type(dim) is int:
+        return dim
+    if isinstance(dim, torch.Tensor):  # torch.jit.trace: the size's traced value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return int(dim)
+    return None

@@ -1,0 +1,210 @@
+"""ExportedModelPredictor: serves the newest complete export, without model code."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2r.export import layout
+from t2r.export.loading import LoadedExport, load_export
+from t2r.predictors.abstract_predictor import AbstractPredictor, RestoreOptions, not_loaded_error
+from t2r.predictors.inputs import FeatureFeeder, to_numpy, to_torch
+from t2r.specs import TensorSpecStruct, flatten_spec_structure
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Loaded:
+    export: LoadedExport
+    feeder: FeatureFeeder
+    runner: Any  # what `_run` calls: a program, or an onnxruntime session
+
+
+class ExportedModelPredictor(AbstractPredictor):
+    """Predicts with the newest complete version in an export directory.
+
+    Tensor2Robot's ExportedSavedModelPredictor for t2r exports (see
+    ``docs/export_format.md``). It imports no model code: the program and the
+    specs come from the export. Only complete versions are loaded (an
+    integer-named directory with ``t2r_assets.json``; temporary and
+    half-copied directories are skipped), and `restore` switches to a newer
+    version when one has appeared.
+
+    Args:
+      export_dir: a directory of versions, or one version directory.
+      timeout: seconds `restore` waits for a version before returning False
+        (one attempt is always made, even with 0).
+      restore_model_option: restore in the constructor (synchronously or in a
+        background thread), or not (default).
+      poll_interval_secs: how often `restore` looks again while waiting.
+      device: where the program runs (``'cpu'``; torch.export programs can be
+        moved to ``'cuda'``).
+      allow_cast: accept inputs of another dtype of the same kind (float64
+        for float32); see `FeatureFeeder`.
+      num_threads: if given, ``torch.set_num_threads`` (process-wide).
+    """
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike[str],
+        timeout: float = 600.0,
+        restore_model_option: RestoreOptions = RestoreOptions.DO_NOT_RESTORE,
+        poll_interval_secs: float = 1.0,
+        device: str | torch.device = "cpu",
+        allow_cast: bool = True,
+        num_threads: int | None = None,
+    ) -> None:
+        self._export_dir = Path(export_dir)
+        self._timeout = float(timeout)
+        self._poll_interval_secs = float(poll_interval_secs)
+        self._device = torch.device(device)
+        self._allow_cast = allow_cast
+        self._loaded: _Loaded | None = None
+        self._bad_versions: set[Path] = set()
+        self._restore_thread = None
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        if restore_model_option is not RestoreOptions.DO_NOT_RESTORE:
+            self.restore(is_async=restore_model_option is RestoreOptions.RESTORE_ASYNCHRONOUSLY)
+
+    # ------------------------------------------------------------ finding
+    def _usable(self, version: layout.ExportVersion) -> bool:
+        """Whether this predictor can load `version` (subclasses narrow it)."""
+        return True
+
+    def _find_version(self) -> layout.ExportVersion | None:
+        if layout.is_complete_version(self._export_dir):
+            version = layout.ExportVersion(self._export_dir, int(self._export_dir.name))
+            usable = version.path not in self._bad_versions and self._usable(version)
+            return version if usable else None
+        for version in reversed(layout.list_versions(self._export_dir)):
+            if version.path not in self._bad_versions and self._usable(version):
+                return version
+        return None
+
+    # ------------------------------------------------------------ loading
+    def _load(self, version: layout.ExportVersion) -> _Loaded:
+        export = load_export(version, self._device)
+        feeder = FeatureFeeder(
+            export.assets.feature_spec, export.input_names or None, self._allow_cast
+        )
+        return _Loaded(export, feeder, export.program)
+
+    def _run(self, loaded: _Loaded, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = to_torch(arrays, loaded.feeder.spec, self._device)
+        with torch.inference_mode():
+            return to_numpy(loaded.runner(tensors))
+
+    def restore(self, is_async: bool = False) -> bool:
+        """Loads the newest complete version; True when one is loaded.
+
+        Waits up to `timeout` seconds for a version to appear. Returns True at
+        once when the newest version is already loaded. A version that fails to
+        load (removed meanwhile, or unreadable) is skipped and the next newest
+        tried. With `is_async`, loads in a background thread and returns True;
+        `predict` keeps using the model already loaded until the new one is
+        ready (and waits for it when none was loaded).
+        """
+        if is_async:
+            self._start_restore_thread(self._restore)
+            return True
+        self._maybe_join_restore_thread()
+        return self._restore()
+
+    def _restore(self) -> bool:
+        deadline = time.monotonic() + max(self._timeout, 0.0)
+        while True:
+            version = self._find_version()
+            if version is not None:
+                loaded = self._loaded
+                if loaded is not None and loaded.export.version == version:
+                    return True
+                try:
+                    self._loaded = self._load(version)
+                except Exception as e:  # removed while loading, or broken
+                    if version.path.exists():
+                        logger.error("Cannot load export %s; skipping it: %s", version.path, e)
+                        self._bad_versions.add(version.path)
+                    else:
+                        logger.info("Export %s was removed while loading; looking again.", version)
+                    continue
+                logger.info(
+                    "Loaded export %s (global step %d, %s).",
+                    version.path,
+                    self.global_step,
+                    self._loaded.export.program_format,
+                )
+                return True
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "No complete export in %s after %.1f s.", self._export_dir, self._timeout
+                )
+                return False
+            logger.info("Waiting for an export to appear in %s.", self._export_dir)
+            time.sleep(min(self._poll_interval_secs, max(deadline - time.monotonic(), 0.0)))
+
+    # ------------------------------------------------------------ predicting
+    def _current(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is None:
+            self._maybe_join_restore_thread()
+            loaded = self._loaded
+            if loaded is None:
+                raise not_loaded_error(self, str(self._export_dir))
+        return loaded
+
+    def predict(self, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """features: ``{path: array}``, each ``spec.shape`` or ``(B, *spec.shape)``.
+
+        Returns ``{output name: (B, ...) array}`` (B = 1 for unbatched inputs).
+        Raises SpecError naming the key and the expected and actual
+        shape/dtype when an input does not match the export's specs.
+        """
+        loaded = self._current()
+        return self._run(loaded, loaded.feeder(features))
+
+    def get_feature_specification(self) -> TensorSpecStruct:
+        """The export's feature spec (the model's PREDICT packing spec)."""
+        return flatten_spec_structure(self._current().export.assets.feature_spec)
+
+    def get_label_specification(self) -> TensorSpecStruct | None:
+        label_spec = self._current().export.assets.label_spec
+        return None if label_spec is None else flatten_spec_structure(label_spec)
+
+    def init_randomly(self) -> None:
+        raise ValueError("Random initialization is not supported by ExportedModelPredictor.")
+
+    def close(self) -> None:
+        self._maybe_join_restore_thread()
+        self._loaded = None
+
+    def assert_is_loaded(self) -> None:
+        self._current()
+
+    @property
+    def export(self) -> LoadedExport:
+        """The loaded version: assets, metadata, program."""
+        return self._current().export
+
+    @property
+    def model_version(self) -> int:
+        return self._current().export.version.version
+
+    @property
+    def global_step(self) -> int:
+        """The step the loaded export was made at; -1 before one is loaded."""
+        loaded = self._loaded
+        return -1 if loaded is None else int(loaded.export.assets.global_step)
+
+    @property
+    def model_path(self) -> str:
+        return str(self._current().export.version.path)

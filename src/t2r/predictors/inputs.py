@@ -1,0 +1,189 @@
+"""Checking a client's numpy features against specs and batching them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2r.specs import (
+    ExtendedTensorSpec,
+    SpecError,
+    TensorSpecStruct,
+    dtype_name,
+    filter_required_flat_tensor_spec,
+    flatten_spec_structure,
+    numpy_dtype,
+)
+from t2r.specs.extended_tensor_spec import format_shape
+
+_KIND_NAMES = {
+    "f": "float",
+    "i": "signed integer",
+    "u": "unsigned integer",
+    "b": "bool",
+    "c": "complex",
+}
+
+
+class FeatureFeeder:
+    """Validates numpy features against specs and stacks them into a batch.
+
+    For each input (by default the required entries of `feature_spec`, in
+    order), the value may be a numpy array, a torch tensor, a list or a
+    scalar, of shape ``spec.shape`` (one example: a batch dimension of 1 is
+    added) or ``(B, *spec.shape)`` (sequence specs take a time dimension
+    first: ``(T, ...)`` / ``(B, T, ...)``). Unknown spec dims match any size.
+    All inputs must have the same batch size. Entries the spec does not name
+    are ignored.
+
+    Dtypes must match the spec's (numpy data for bfloat16 specs is float32).
+    With `allow_cast`, values of another dtype of the same kind (float64 for a
+    float32 spec, int64 for int32) are cast; other dtypes (a float image for a
+    uint8 spec) are an error. Errors are `SpecError`s naming the key, the spec
+    name, and the expected and actual shape and dtype.
+    """
+
+    def __init__(
+        self,
+        feature_spec: Any,
+        input_names: Sequence[str] | None = None,
+        allow_cast: bool = True,
+    ) -> None:
+        flat = flatten_spec_structure(feature_spec)
+        if input_names is None:
+            input_names = list(filter_required_flat_tensor_spec(flat))
+        missing = [k for k in input_names if k not in flat]
+        if missing:
+            raise SpecError(f"Inputs {missing} have no spec; the spec has {sorted(flat)}.")
+        self.allow_cast = allow_cast
+        self.input_names = tuple(input_names)
+        self.spec = TensorSpecStruct((k, flat[k]) for k in self.input_names)
+        self._entries = []
+        for key in self.input_names:
+            spec: ExtendedTensorSpec = flat[key]
+            dims = (
+                None
+                if spec.shape is None
+                else (*(() if not spec.is_sequence else (None,)), *spec.shape)
+            )
+            self._entries.append((key, spec, numpy_dtype(spec.dtype), dims))
+
+    def __call__(self, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``{key: value}`` -> ``{input name: (B, ...) array}`` (checked, cast, batched)."""
+        if not isinstance(features, Mapping) or any(
+            isinstance(v, Mapping) for v in features.values()
+        ):
+            features = flatten_spec_structure(features)
+        out: dict[str, np.ndarray] = {}
+        batch: tuple[str, int] | None = None
+        for key, spec, dtype, dims in self._entries:
+            value = features.get(key)
+            if value is None:
+                raise SpecError(
+                    f"Missing feature {key!r} (spec name {spec.name!r}): expected shape "
+                    f"{format_shape(spec.shape)} dtype {dtype_name(spec.dtype)}; got features "
+                    f"{sorted(features)}.",
+                    key=key,
+                    name=spec.name,
+                    expected=spec,
+                )
+            array = self._array(key, spec, dtype, value)
+            if dims is not None:
+                if array.ndim == len(dims):
+                    array = array[np.newaxis]
+                if array.ndim != len(dims) + 1 or any(
+                    d is not None and d != a for d, a in zip(dims, array.shape[1:])
+                ):
+                    raise self._mismatch("Shape", key, spec, array)
+            elif array.ndim == 0:
+                array = array[np.newaxis]
+            if batch is None:
+                batch = (key, array.shape[0])
+            elif array.shape[0] != batch[1]:
+                raise SpecError(
+                    f"Batch size mismatch: {batch[0]!r} has batch size {batch[1]} but {key!r} "
+                    f"(spec name {spec.name!r}) has {array.shape[0]} (shape "
+                    f"{format_shape(array.shape)}).",
+                    key=key,
+                    name=spec.name,
+                )
+            out[key] = array
+        return out
+
+    def _array(self, key: str, spec: ExtendedTensorSpec, dtype: np.dtype, value: Any) -> np.ndarray:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            if value.dtype == torch.bfloat16:
+                value = value.float()
+            value = value.numpy()
+        array = np.asarray(value)
+        if array.dtype == dtype:
+            return array
+        if not isinstance(value, (np.ndarray, np.generic)):
+            # Python data has no dtype of its own: take the spec's when values survive.
+            converted = array.astype(dtype)
+            if (dtype.kind == "f" and array.dtype.kind in "biuf") or np.array_equal(
+                converted, array
+            ):
+                return converted
+        elif self.allow_cast and np.can_cast(array.dtype, dtype, "same_kind"):
+            return array.astype(dtype)
+        raise self._mismatch("Dtype", key, spec, array)
+
+    @staticmethod
+    def _mismatch(what: str, key: str, spec: ExtendedTensorSpec, array: np.ndarray) -> SpecError:
+        shape = format_shape(spec.shape)
+        if spec.is_sequence and spec.shape is not None:
+            shape = format_shape((None, *spec.shape)) + " (time first)"
+        expected_kind = _KIND_NAMES.get(numpy_dtype(spec.dtype).kind, "")
+        hint = ""
+        if what == "Dtype":
+            hint = f" ({array.dtype.name} does not cast safely to {expected_kind} data)"
+        return SpecError(
+            f"{what} mismatch at {key!r} (spec name {spec.name!r}): expected shape {shape} "
+            f"(or with a leading batch dimension) dtype {dtype_name(spec.dtype)}, got shape "
+            f"{format_shape(array.shape)} dtype {array.dtype.name}{hint}.",
+            key=key,
+            name=spec.name,
+            expected=spec,
+            actual=ExtendedTensorSpec.from_tensor(array) if array.dtype.kind in "fiub" else None,
+        )
+
+
+def to_torch(
+    arrays: Mapping[str, np.ndarray],
+    spec: Mapping[str, ExtendedTensorSpec],
+    device: torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Numpy arrays -> tensors (no copy on the CPU where possible), in the spec's dtype."""
+    tensors = {}
+    for key, array in arrays.items():
+        if not array.flags.writeable:
+            array = array.copy()  # torch wants writable memory
+        elif not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+        tensor = torch.from_numpy(array)
+        dtype = spec[key].dtype
+        if tensor.dtype != dtype:
+            tensor = tensor.to(dtype)
+        if device is not None and device.type != "cpu":
+            tensor = tensor.to(device, non_blocking=True)
+        tensors[key] = tensor
+    return tensors
+
+
+def to_numpy(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Output tensors -> numpy arrays (bfloat16 becomes float32)."""
+    result = {}
+    for name, value in outputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if value.dtype == torch.bfloat16:
+                value = value.float()
+            result[name] = value.cpu().numpy()
+        else:
+            result[name] = np.asarray(value)
+    return result
