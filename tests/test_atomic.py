@@ -35,3 +35,34 @@ def test_temporary_names_are_recognized():
     assert is_temporary_path(tmp)
     assert not is_temporary_path("/d/ckpt-10.safetensors")
     assert not is_temporary_path("/d/.hidden")
+
+
+def test_write_safetensors_handles_shared_memory(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from t2r.atomic import write_safetensors
+
+    weight = torch.arange(6.0).reshape(2, 3)
+    write_safetensors(tmp_path / "w.safetensors", {"a": weight, "tied": weight, "view": weight[0]})
+    loaded = load_file(str(tmp_path / "w.safetensors"))
+    assert torch.equal(loaded["tied"], weight) and torch.equal(loaded["view"], weight[0])
+    assert os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_atomic_directory_publishes_replaces_and_cleans_up(tmp_path):
+    from t2r.atomic import atomic_directory
+
+    final = tmp_path / "ckpt"
+    with atomic_directory(final) as tmp:
+        (tmp / "a").write_text("1")
+        assert not final.exists()
+    assert (final / "a").read_text() == "1"
+    with atomic_directory(final) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in final.iterdir()) == ["b"]
+    with pytest.raises(RuntimeError), atomic_directory(final) as tmp:
+        (tmp / "c").write_text("3")
+        raise RuntimeError("crash")
+    assert sorted(p.name for p in final.iterdir()) == ["b"]
+    assert os.listdir(tmp_path) == ["ckpt"]

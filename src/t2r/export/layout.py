@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from t2r.atomic import fsync_directory, is_temporary_path, temporary_path_for
+from t2r.atomic import atomic_directory, fsync_file, is_temporary_path
 from t2r.specs import T2R_ASSETS_FILENAME, T2RAssets, load_t2r_assets_to_file
 
 logger = logging.getLogger(__name__)
@@ -137,41 +137,6 @@ def prune_versions(
     return removed
 
 
-def fsync_file(path: str | os.PathLike[str]) -> None:
-    """Flushes a written file to disk."""
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def publish_version_dir(tmp: Path, final: Path) -> Path:
-    """Renames the filled temporary directory `tmp` to `final`, durably.
-
-    An existing `final` (the same version exported again) is replaced: moved
-    aside, then removed, so that readers see either the old or the new one.
-    If another writer published `final` between the two renames, theirs is
-    kept and `tmp` is removed.
-    """
-    fsync_directory(tmp)
-    try:
-        os.replace(tmp, final)
-    except OSError:  # `final` exists and is not empty
-        aside = Path(temporary_path_for(final))
-        moved_aside = True
-        try:
-            os.replace(final, aside)
-        except FileNotFoundError:
-            moved_aside = False
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            logger.warning("Another writer published %s first; keeping theirs.", final)
-        if moved_aside:
-            shutil.rmtree(aside, ignore_errors=True)
-    fsync_directory(final.parent)
-    return final
-
-
 def copy_version(version: ExportVersion, destination_dir: str | os.PathLike[str]) -> Path:
     """Copies a complete version into `destination_dir` under the same name, atomically.
 
@@ -181,9 +146,7 @@ def copy_version(version: ExportVersion, destination_dir: str | os.PathLike[str]
     destination = Path(destination_dir)
     destination.mkdir(parents=True, exist_ok=True)
     final = destination / version.path.name
-    tmp = Path(temporary_path_for(final))
-    tmp.mkdir()
-    try:
+    with atomic_directory(final) as tmp:
         names = sorted(p.name for p in version.path.iterdir() if p.name != ASSETS_FILENAME)
         for name in [*names, ASSETS_FILENAME]:
             source = version.path / name
@@ -192,10 +155,7 @@ def copy_version(version: ExportVersion, destination_dir: str | os.PathLike[str]
             else:
                 shutil.copy2(source, tmp / name)
                 fsync_file(tmp / name)
-        return publish_version_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return final
 
 
 def read_metadata(assets: T2RAssets, path: Path) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import weakref
 from collections.abc import Mapping
@@ -12,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
 
-from t2r.atomic import temporary_path_for
+from t2r.atomic import atomic_directory, fsync_file, write_safetensors
 from t2r.export import layout
 from t2r.export.program import ExportSnapshot, ProgramBuilder
 from t2r.specs import T2RAssets, write_t2r_assets_to_file
@@ -43,19 +41,6 @@ def program_builder(
     return builders[key]
 
 
-def _save_weights(weights: Mapping[str, torch.Tensor], path: Path) -> None:
-    # safetensors refuses tensors that share memory (tied weights): clone those.
-    seen: set[int] = set()
-    unique = {}
-    for name, tensor in weights.items():
-        ptr = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
-        unique[name] = tensor.clone() if ptr in seen else tensor
-        if ptr != -1:
-            seen.add(ptr)
-    save_file(unique, str(path), metadata={"format": "pt"})
-    layout.fsync_file(path)
-
-
 def write_snapshot(
     snapshot: ExportSnapshot,
     export_dir: str | os.PathLike[str],
@@ -77,20 +62,20 @@ def write_snapshot(
     if version < 0:
         raise ValueError(f"Export versions are non-negative integers, got {version}.")
     final = root / str(version)
-    tmp = Path(temporary_path_for(final))
-    tmp.mkdir()
     start = time.perf_counter()
-    try:
+    with atomic_directory(final) as tmp:
         program_path = tmp / snapshot.metadata["program_file"]
         if snapshot.program_format == layout.TORCH_EXPORT:
             torch.export.save(snapshot.program, str(program_path))
         else:
             program_path.write_bytes(snapshot.program)
-        layout.fsync_file(program_path)
-        _save_weights(snapshot.weights, tmp / layout.WEIGHTS_FILENAME)
+        fsync_file(program_path)
+        write_safetensors(
+            tmp / layout.WEIGHTS_FILENAME, snapshot.weights, metadata={"format": "pt"}
+        )
         if snapshot.onnx_model is not None:
             (tmp / layout.ONNX_FILENAME).write_bytes(snapshot.onnx_model)
-            layout.fsync_file(tmp / layout.ONNX_FILENAME)
+            fsync_file(tmp / layout.ONNX_FILENAME)
         assets = T2RAssets(
             feature_spec=snapshot.feature_spec,
             label_spec=snapshot.label_spec,
@@ -103,10 +88,6 @@ def write_snapshot(
             },
         )
         write_t2r_assets_to_file(assets, tmp / layout.ASSETS_FILENAME)  # last
-        layout.publish_version_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("Exported %s in %.2f s.", final, time.perf_counter() - start)
     if exports_to_keep:
         layout.prune_versions(root, exports_to_keep)

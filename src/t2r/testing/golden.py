@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from t2r.atomic import temporary_path_for
+from t2r.atomic import write_safetensors
 from t2r.models import AbstractT2RModel
 from t2r.testing.model_fixture import T2RModelFixture
 from t2r.train import GoldenValuesHookBuilder, seed_everything
@@ -66,9 +66,7 @@ def assert_golden_values(
     golden_path = Path(golden_path)
     if os.environ.get(REGENERATE_ENV):
         golden_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_path_for(golden_path)
-        save_file(values, tmp)
-        os.replace(tmp, golden_path)
+        write_safetensors(golden_path, values)
         return
     if not golden_path.exists():
         raise AssertionError(f"No golden file {golden_path}; create it with {REGENERATE_ENV}=1.")

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import t2r
-from t2r.atomic import fsync_directory, is_temporary_path, temporary_path_for
+from t2r.atomic import atomic_directory, atomic_write_text, is_temporary_path, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ def save_checkpoint(
     root = checkpoint_dir(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"ckpt-{training_state.global_step:09d}"
-    tmp = Path(temporary_path_for(final))
-    tmp.mkdir()
-    try:
+    with atomic_directory(final) as tmp:
         tensors: dict[str, torch.Tensor] = {}
         state = {
             "format_version": _FORMAT_VERSION,
@@ -195,45 +193,16 @@ def save_checkpoint(
             "scheduler": _split_state("scheduler", _state_dicts(scheduler), tensors),
             "rng": _split_state("rng", rng_state(), tensors),
         }
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        _save_tensors(weights, tmp / "model.safetensors")
-        _save_tensors(tensors, tmp / "optimizer.safetensors")
-        _write_synced(tmp / "state.json", json.dumps(state, indent=1).encode())
-        fsync_directory(tmp)
-        if final.exists():  # a re-run of the same step replaces it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_directory(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_safetensors(tmp / "model.safetensors", model.state_dict())
+        write_safetensors(tmp / "optimizer.safetensors", tensors)
+        # Written last: a directory without state.json is never read.
+        atomic_write_text(tmp / "state.json", json.dumps(state, indent=1))
     checkpoint = Checkpoint(final, training_state.global_step)
     if keep_checkpoint_max:
         for old in list_checkpoints(model_dir)[:-keep_checkpoint_max]:
             shutil.rmtree(old.path, ignore_errors=True)
     logger.info("Saved checkpoint %s", final)
     return checkpoint
-
-
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    # safetensors refuses tensors that share memory; clone those.
-    seen: set[int] = set()
-    unique = {}
-    for key, tensor in tensors.items():
-        ptr = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
-        unique[key] = tensor.clone() if ptr in seen else tensor
-        if ptr != -1:
-            seen.add(ptr)
-    save_file(unique, str(path))
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def load_model_weights(

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
 
-from t2r.atomic import temporary_path_for
+from t2r.atomic import write_safetensors
 
 if TYPE_CHECKING:
     from t2r.models import AbstractT2RModel
@@ -82,9 +81,7 @@ class GoldenValuesHook(Hook):
             self._write()
 
     def _write(self) -> None:
-        tmp = temporary_path_for(self._path)
-        save_file(self._values, tmp)
-        os.replace(tmp, self._path)
+        write_safetensors(self._path, self._values)
         self._written = True
         logger.info("Wrote %d golden values to %s", len(self._values), self._path)
 
