@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 setup:
 	bash scripts/setup.sh
 
-# The main job: an end-to-end run of what t2r does.
+# The main job: pose_env collect -> train -> export -> evaluate, into demo_out/
+# (replacing the previous demo's output, which the marker file identifies).
 demo: setup
-	$(BIN)/t2r demo
+	$(BIN)/t2r demo --overwrite
 
 # Lint, format check, type check, then the test suite.
 test: setup

@@ -7,6 +7,7 @@ so Tensor2Robot gin files (``train_eval_model.max_train_steps = 10``,
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 import logging
@@ -26,6 +27,15 @@ CONFIGURABLE_MODULES = (
     "t2r.preprocessors",
     "t2r.data",
     "t2r.layers",
+    "t2r.export",
+    "t2r.predictors",
+    "t2r.policies",
+    "t2r.collect",
+)
+
+# The configs shipped with the package (``src/t2r/configs/*.gin``).
+PACKAGE_CONFIGS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
 )
 
 _registered: set[str] = set()
@@ -46,12 +56,18 @@ def register_module(module_name: str) -> None:
             if not n.startswith("_") and getattr(obj, "__module__", None) == module_name
         ]
     for name in names:
-        obj = getattr(module, name)
+        try:
+            obj = getattr(module, name)
+        except ImportError as e:  # a lazily imported name whose optional extra is missing
+            logger.debug("gin: skipping %s.%s: %s", module_name, name, e)
+            continue
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
+        if inspect.isclass(obj) and issubclass(obj, enum.Enum):
+            continue  # gin cannot subclass enums (bind their members as constants instead)
         try:
             gin.external_configurable(obj, name=name, module=module_name)
-        except (ValueError, TypeError) as e:  # registered already, or not wrappable (protobuf)
+        except (ValueError, TypeError, AttributeError) as e:  # registered, or not wrappable
             logger.debug("gin: %s", e)
     _registered.add(module_name)
 
@@ -62,18 +78,41 @@ def register_all() -> None:
             register_module(module_name)
         except ImportError as e:  # an optional extra is missing
             logger.debug("gin: skipping %s: %s", module_name, e)
-    gin.constant("TRAIN", "train")
-    gin.constant("EVAL", "eval")
-    gin.constant("PREDICT", "infer")
+    # Idempotent: a second parse in one process (or after gin.clear_config) keeps them.
+    for name, value in (("TRAIN", "train"), ("EVAL", "eval"), ("PREDICT", "infer")):
+        try:
+            gin.constant(name, value)
+        except ValueError:  # defined already
+            pass
+
+
+def resolve_config_path(path: str) -> str:
+    """`path` if it is a file, else the shipped config of that name (``t2r/configs/``)
+    when there is one (so ``--gin_configs=pose_env_run_train_reg.gin`` works from
+    anywhere), else `path` unchanged."""
+    if os.path.isfile(path) or os.sep in path or "/" in path:
+        return path
+    shipped = os.path.join(PACKAGE_CONFIGS_DIR, path)
+    return shipped if os.path.isfile(shipped) else path
 
 
 def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> None:
     """Registers t2r (and the modules the configs import) with gin, then parses
-    config files and bindings. Missing config files raise FileNotFoundError."""
+    config files and bindings. A bare file name that is not in the working
+    directory is looked up among the shipped configs (`resolve_config_path`).
+    Missing config files raise FileNotFoundError."""
     register_all()
+    gin_configs = [resolve_config_path(path) for path in gin_configs]
     missing = [path for path in gin_configs if not os.path.isfile(path)]
     if missing:
-        raise FileNotFoundError(f"gin config file(s) not found: {', '.join(missing)}")
+        shipped = (
+            ", ".join(sorted(n for n in os.listdir(PACKAGE_CONFIGS_DIR) if n.endswith(".gin")))
+            if os.path.isdir(PACKAGE_CONFIGS_DIR)
+            else "none"
+        )
+        raise FileNotFoundError(
+            f"gin config file(s) not found: {', '.join(missing)} (shipped configs: {shipped})"
+        )
     # Tensor2Robot configs `import` the modules of their models; register those
     # modules so that their (undecorated) classes bind like T2R's did.
     for path in gin_configs:
@@ -84,8 +123,17 @@ def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> 
 
 
 def bound_value(binding: str, default: object = None) -> object:
-    """The value a binding such as ``'train_eval_model.model_dir'`` has, or `default`."""
+    """The value a binding such as ``'train_eval_model.model_dir'`` has, or `default`.
+
+    A macro (``train_eval_model.model_dir = %MODEL_DIR``) is resolved to its value.
+    """
     try:
-        return gin.query_parameter(binding)
+        value = gin.query_parameter(binding)
+        while (
+            isinstance(value, gin.config.ConfigurableReference)
+            and value.configurable.name == "macro"
+        ):
+            value = gin.query_parameter(f"{value.scoped_selector}.value")
+        return value
     except ValueError:
         return default

@@ -9,12 +9,21 @@ Tensor2Robot's ``research/pose_env`` on MuJoCo and PyTorch:
 * `PoseEnvRegressionModel`, `PoseEnvContinuousMCModel`
   (`t2r.research.pose_env.pose_env_models`): image -> (x, y) regression, and a
   critic Q(image, (x, y)) for CEM.
+* `episode_to_transitions_pose_toy`, `transition_spec`
+  (`t2r.research.pose_env.episode_to_transitions`): episodes -> T2R's
+  pose_env Example records, for `t2r.collect`.
+* ``t2r demo`` (`t2r.research.pose_env.demo`): collect -> train -> export ->
+  evaluate, end to end.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from t2r.research.pose_env.episode_to_transitions import (
+    episode_to_transitions_pose_toy,
+    transition_spec,
+)
 from t2r.research.pose_env.pose_env_models import (
     DefaultPoseEnvContinuousPreprocessor,
     DefaultPoseEnvRegressionPreprocessor,
@@ -32,6 +41,8 @@ __all__ = [
     "PoseEnvRandomPolicy",
     "PoseEnvRegressionModel",
     "PoseToyEnv",
+    "episode_to_transitions_pose_toy",
+    "transition_spec",
 ]
 
 _ENV_NAMES = ("PoseToyEnv", "PoseEnvRandomPolicy")

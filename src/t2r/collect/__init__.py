@@ -1,0 +1,36 @@
+"""Collect: run policies in environments, write episodes as records, evaluate.
+
+Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
+``meta_learning/run_meta_env.py``, ``utils/writer.py``,
+``utils/continuous_collect_eval.py``):
+
+* `run_env`, `run_meta_env`: episodes -> transitions -> a replay writer; mean
+  reward logged, returned (`EnvRunResult`) and written as summaries.
+* `TFRecordReplayWriter`: atomic TFRecord files, one per ``open`` or per N
+  episodes, with names (`unique_record_prefix`) that several collector
+  processes writing into one directory never share.
+* `collect_eval_loop`: restore the newest policy, collect and evaluate each new
+  global step once (persisted in the root directory), once or continuously.
+
+``t2r collect --gin_configs ... --root_dir ...`` (or
+``python -m t2r.bin.run_collect_eval``) runs a gin-configured `collect_eval_loop`.
+"""
+
+from __future__ import annotations
+
+from t2r.collect.collect_eval import CollectEvalState, collect_eval_loop
+from t2r.collect.replay_writer import TFRecordReplayWriter, collector_id, unique_record_prefix
+from t2r.collect.rollouts import EnvRunResult, ExploreSchedule, Transition, run_env, run_meta_env
+
+__all__ = [
+    "CollectEvalState",
+    "EnvRunResult",
+    "ExploreSchedule",
+    "TFRecordReplayWriter",
+    "Transition",
+    "collect_eval_loop",
+    "collector_id",
+    "run_env",
+    "run_meta_env",
+    "unique_record_prefix",
+]

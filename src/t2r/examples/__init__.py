@@ -1,1 +1,0 @@
-"""Small runnable examples of t2r, used by ``t2r demo`` and the docs."""
