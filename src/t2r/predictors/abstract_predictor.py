@@ -6,6 +6,7 @@ import abc
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,6 +79,37 @@ class AbstractPredictor(abc.ABC):
         return ""
 
     # ------------------------------------------------------------- helpers
+    def _restore_polling(
+        self,
+        is_async: bool,
+        load_newest: Callable[[], bool],
+        timeout: float,
+        poll_interval_secs: float,
+        what: str,
+    ) -> bool:
+        """What `restore` does for predictors that wait for something to appear.
+
+        `load_newest()` loads the newest model, returning False when there is
+        none yet; it is retried every `poll_interval_secs` for up to `timeout`
+        seconds. With `is_async` the waiting happens in a background thread and
+        this returns True at once.
+        """
+
+        def poll() -> bool:
+            deadline = time.monotonic() + max(timeout, 0.0)
+            while not load_newest():
+                if time.monotonic() >= deadline:
+                    logger.warning("No %s after %.1f s.", what, timeout)
+                    return False
+                time.sleep(min(poll_interval_secs, max(deadline - time.monotonic(), 0.0)))
+            return True
+
+        if is_async:
+            self._start_restore_thread(poll)
+            return True
+        self._maybe_join_restore_thread()
+        return poll()
+
     def _start_restore_thread(self, target: Callable[[], bool]) -> None:
         self._maybe_join_restore_thread()
         logger.info("Restoring %s in a background thread.", type(self).__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,38 +92,34 @@ class CheckpointPredictor(AbstractPredictor):
             raise ValueError(
                 "The predictor cannot be restored since no checkpoint_dir has been passed."
             )
-        if is_async:
-            self._start_restore_thread(self._restore)
-            return True
-        self._maybe_join_restore_thread()
-        return self._restore()
+        return self._restore_polling(
+            is_async,
+            self._load_newest,
+            self._timeout,
+            self._poll_interval_secs,
+            f"checkpoint in {self._checkpoint_dir}",
+        )
 
-    def _restore(self) -> bool:
+    def _load_newest(self) -> bool:
         from t2r.train.checkpoints import load_model_weights
 
-        deadline = time.monotonic() + max(self._timeout, 0.0)
         while True:
             checkpoint = self._find_checkpoint()
-            if checkpoint is not None:
-                current = self._checkpoint
-                if self._loaded and current is not None and current.path == checkpoint.path:
-                    return True
-                try:
-                    load_model_weights(checkpoint, self._model)
-                except FileNotFoundError:  # removed by the trainer meanwhile
-                    logger.info("Checkpoint %s vanished while loading.", checkpoint.path)
-                    continue
-                self._model.eval()
-                self._checkpoint = checkpoint
-                self._loaded = True
-                logger.info("Loaded checkpoint %s.", checkpoint.path)
-                return True
-            if time.monotonic() >= deadline:
-                logger.warning(
-                    "No checkpoint in %s after %.1f s.", self._checkpoint_dir, self._timeout
-                )
+            if checkpoint is None:
                 return False
-            time.sleep(min(self._poll_interval_secs, max(deadline - time.monotonic(), 0.0)))
+            current = self._checkpoint
+            if self._loaded and current is not None and current.path == checkpoint.path:
+                return True
+            try:
+                load_model_weights(checkpoint, self._model)
+            except FileNotFoundError:  # removed by the trainer meanwhile
+                logger.info("Checkpoint %s vanished while loading.", checkpoint.path)
+                continue
+            self._model.eval()
+            self._checkpoint = checkpoint
+            self._loaded = True
+            logger.info("Loaded checkpoint %s.", checkpoint.path)
+            return True
 
     def init_randomly(self) -> None:
         """Uses the weights the model was constructed with (its random initialization)."""

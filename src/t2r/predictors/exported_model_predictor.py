@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,43 +113,38 @@ class ExportedModelPredictor(AbstractPredictor):
         `predict` keeps using the model already loaded until the new one is
         ready (and waits for it when none was loaded).
         """
-        if is_async:
-            self._start_restore_thread(self._restore)
-            return True
-        self._maybe_join_restore_thread()
-        return self._restore()
+        return self._restore_polling(
+            is_async,
+            self._load_newest,
+            self._timeout,
+            self._poll_interval_secs,
+            f"complete export in {self._export_dir}",
+        )
 
-    def _restore(self) -> bool:
-        deadline = time.monotonic() + max(self._timeout, 0.0)
+    def _load_newest(self) -> bool:
         while True:
             version = self._find_version()
-            if version is not None:
-                loaded = self._loaded
-                if loaded is not None and loaded.export.version == version:
-                    return True
-                try:
-                    self._loaded = self._load(version)
-                except Exception as e:  # removed while loading, or broken
-                    if version.path.exists():
-                        logger.error("Cannot load export %s; skipping it: %s", version.path, e)
-                        self._bad_versions.add(version.path)
-                    else:
-                        logger.info("Export %s was removed while loading; looking again.", version)
-                    continue
-                logger.info(
-                    "Loaded export %s (global step %d, %s).",
-                    version.path,
-                    self.global_step,
-                    self._loaded.export.program_format,
-                )
-                return True
-            if time.monotonic() >= deadline:
-                logger.warning(
-                    "No complete export in %s after %.1f s.", self._export_dir, self._timeout
-                )
+            if version is None:
                 return False
-            logger.info("Waiting for an export to appear in %s.", self._export_dir)
-            time.sleep(min(self._poll_interval_secs, max(deadline - time.monotonic(), 0.0)))
+            loaded = self._loaded
+            if loaded is not None and loaded.export.version == version:
+                return True
+            try:
+                self._loaded = self._load(version)
+            except Exception as e:  # removed while loading, or broken
+                if version.path.exists():
+                    logger.error("Cannot load export %s; skipping it: %s", version.path, e)
+                    self._bad_versions.add(version.path)
+                else:
+                    logger.info("Export %s was removed while loading; looking again.", version)
+                continue
+            logger.info(
+                "Loaded export %s (global step %d, %s).",
+                version.path,
+                self.global_step,
+                self._loaded.export.program_format,
+            )
+            return True
 
     # ------------------------------------------------------------ predicting
     def _current(self) -> _Loaded:
