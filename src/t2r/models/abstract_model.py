@@ -166,6 +166,17 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         """What an exported model returns; all tensor inference outputs by default."""
         return {k: v for k, v in inference_outputs.items() if isinstance(v, torch.Tensor)}
 
+    def _checked_outputs(self, outputs: Any, producer: str, required_key: str) -> dict[str, Any]:
+        """`outputs` of `producer` (e.g. 'a_func'), which must be a dict holding
+        `required_key`; raises ValueError naming both otherwise."""
+        if not isinstance(outputs, dict) or required_key not in outputs:
+            got = list(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+            raise ValueError(
+                f"{type(self).__name__}.{producer} must return a dict with {required_key!r}, "
+                f"got {got}."
+            )
+        return outputs
+
     def pack_features(self, *policy_inputs: Any) -> dict[str, Any]:
         """Turns a policy's (state, context, timestep) into a feature dict keyed by
         the packing spec's paths. Models served by RegressionPolicy implement it."""

@@ -48,9 +48,9 @@ class ClassificationModel(AbstractT2RModel):
         config: Any = None,
         params: Any = None,
     ) -> dict[str, Any]:
-        outputs = self.a_func(features, mode, config, params)
-        if not isinstance(outputs, dict) or "logits" not in outputs:
-            raise ValueError(f"{type(self).__name__}.a_func must return a dict with 'logits'.")
+        outputs = self._checked_outputs(
+            self.a_func(features, mode, config, params), "a_func", "logits"
+        )
         logits = outputs["logits"]
         outputs.setdefault(
             "probabilities", torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)

@@ -80,10 +80,9 @@ class CriticModel(AbstractT2RModel):
         config: Any = None,
         params: Any = None,
     ) -> dict[str, Any]:
-        outputs = self.q_func(features, mode, config, params)
-        if not isinstance(outputs, dict) or "q_predicted" not in outputs:
-            raise ValueError(f"{type(self).__name__}.q_func must return a dict with 'q_predicted'.")
-        return outputs
+        return self._checked_outputs(
+            self.q_func(features, mode, config, params), "q_func", "q_predicted"
+        )
 
     def model_train_fn(
         self,

@@ -42,14 +42,9 @@ class RegressionModel(AbstractT2RModel):
         config: Any = None,
         params: Any = None,
     ) -> dict[str, Any]:
-        outputs = self.a_func(features, mode, config, params)
-        if not isinstance(outputs, dict) or "inference_output" not in outputs:
-            keys = list(outputs) if isinstance(outputs, dict) else type(outputs).__name__
-            raise ValueError(
-                f"{type(self).__name__}.a_func must return a dict with "
-                f"'inference_output', got {keys}."
-            )
-        return outputs
+        return self._checked_outputs(
+            self.a_func(features, mode, config, params), "a_func", "inference_output"
+        )
 
     def model_train_fn(
         self,
