@@ -4,7 +4,7 @@
   file patterns.
 * The tf.train.Example / SequenceExample messages (:mod:`t2r.data.example_proto`)
   and image codecs (:mod:`t2r.data.image_codec`), without TensorFlow.
-* Spec-driven parse and serialize (:mod:`t2r.data.parsing`):
+* Spec-driven parse (:mod:`t2r.data.parsing`) and serialize (:mod:`t2r.data.serializing`):
   ``create_parse_tf_example_fn(feature_spec, label_spec)`` turns a batch of
   serialized records into ``(features, labels)`` TensorSpecStructs of torch
   tensors; ``create_serialize_tf_example_fn`` writes records TensorFlow reads.
@@ -41,13 +41,9 @@ from t2r.data.input_generators import (
     WeightedRecordInputGenerator,
     get_multi_eval_name,
 )
-from t2r.data.parsing import (
-    ParseTFExampleFn,
-    SerializeTFExampleFn,
-    create_parse_tf_example_fn,
-    create_serialize_tf_example_fn,
-)
+from t2r.data.parsing import ParseTFExampleFn, create_parse_tf_example_fn
 from t2r.data.pipeline import BatchIterable, RecordBatchDataset, resolve_rank_and_world_size
+from t2r.data.serializing import SerializeTFExampleFn, create_serialize_tf_example_fn
 from t2r.data.tfrecord import (
     ReadStats,
     TFRecordWriter,

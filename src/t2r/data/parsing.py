@@ -1,4 +1,7 @@
-"""Spec-driven parsing and serialization of tf.train.Example / SequenceExample records.
+"""Spec-driven parsing of tf.train.Example / SequenceExample records.
+
+Serializing lives in :mod:`t2r.data.serializing`, the batch buffer layout in
+:mod:`t2r.data.batch_buffer`.
 
 The specs say everything: a spec's ``name`` is the Example key, its struct path is
 where the parsed tensor lands, its flags say how the feature is stored. This is
@@ -60,7 +63,6 @@ Semantics and choices (see also ``docs/migrating_from_t2r.md``):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -72,27 +74,22 @@ import simplejpeg
 import torch
 import torch.utils.data
 
+from t2r.data.batch_buffer import LayoutEntry, ParsedBatch, allocate_batch, default_allocate
 from t2r.data.errors import DataError
 from t2r.data.example_proto import Example, Feature, SequenceExample
-from t2r.data.image_codec import decode_image, encode_image
+from t2r.data.image_codec import decode_image
 from t2r.specs import (
     ExtendedTensorSpec,
     SpecError,
     TensorSpecStruct,
-    as_torch_dtype,
     dtype_name,
     flatten_spec_structure,
     is_encoded_image_spec,
     numpy_dtype,
 )
+from t2r.specs.extended_tensor_spec import format_shape
 
-__all__ = [
-    "ParseTFExampleFn",
-    "ParsedBatch",
-    "SerializeTFExampleFn",
-    "create_parse_tf_example_fn",
-    "create_serialize_tf_example_fn",
-]
+__all__ = ["ParseTFExampleFn", "create_parse_tf_example_fn"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +101,6 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _JPEG_CHANNELS = {"Gray": 1, "YCbCr": 3, "RGB": 3}
 
 Records = Sequence[bytes] | Mapping[str, Sequence[bytes]]
-
-
-def _format_shape(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _spec_where(field: _Field) -> str:
@@ -170,14 +163,14 @@ class _Field:
             if len(self.shape) not in (3, 4):
                 raise SpecError(
                     f"Cannot parse {where}: encoded images need shape (H, W, C) or (N, H, W, C), "
-                    f"got {_format_shape(self.shape)}.",
+                    f"got {format_shape(self.shape)}.",
                     key=path,
                     name=spec.name,
                 )
             if self.shape[-1] not in (1, 3, 4):
                 raise SpecError(
                     f"Cannot parse {where}: images have 1, 3 or 4 channels, got shape "
-                    f"{_format_shape(self.shape)}.",
+                    f"{format_shape(self.shape)}.",
                     key=path,
                     name=spec.name,
                 )
@@ -263,7 +256,7 @@ class _Field:
         what = "encoded images" if self.image else f"{self.list_kind} values"
         return DataError(
             f"record {index} of the batch{at}: {_spec_where(self)}: expected {self.count} {what} "
-            f"for shape {_format_shape(self.shape)}, got {actual}.",
+            f"for shape {format_shape(self.shape)}, got {actual}.",
             key=self.name,
             record_index=index,
         )
@@ -447,7 +440,7 @@ class _DatasetPlan:
         self.use_sequence_example = False
 
 
-def _flat_specs(structure: Any, role: str) -> list[tuple[str, ExtendedTensorSpec]]:
+def flat_specs(structure: Any, role: str) -> list[tuple[str, ExtendedTensorSpec]]:
     flat = flatten_spec_structure(structure)
     out = []
     for path, spec in flat.items():
@@ -460,15 +453,15 @@ def _flat_specs(structure: Any, role: str) -> list[tuple[str, ExtendedTensorSpec
     return out
 
 
-def _build_plan(
+def build_plan(
     feature_spec: Any, label_spec: Any, decode_images: bool
 ) -> tuple[dict[str, _DatasetPlan], list[tuple[str, Any]], list[tuple[str, Any]] | None]:
     """Groups the specs by (dataset_key, name), once, at construction."""
     roles: list[tuple[str, list[tuple[str, ExtendedTensorSpec]]]] = [
-        ("feature", _flat_specs(feature_spec, "feature"))
+        ("feature", flat_specs(feature_spec, "feature"))
     ]
     if label_spec is not None:
-        roles.append(("label", _flat_specs(label_spec, "label")))
+        roles.append(("label", flat_specs(label_spec, "label")))
     all_specs = [(role, path, spec) for role, specs in roles for path, spec in specs]
     sequence_specs: dict[str, list[ExtendedTensorSpec]] = {}
     for _, _, spec in all_specs:
@@ -545,7 +538,7 @@ class ParseTFExampleFn:
     ) -> None:
         self._has_labels = label_spec is not None
         self._decode_images = decode_images
-        self._plans, self._feature_outputs, self._label_outputs = _build_plan(
+        self._plans, self._feature_outputs, self._label_outputs = build_plan(
             feature_spec, label_spec, decode_images
         )
 
@@ -591,9 +584,9 @@ class ParseTFExampleFn:
         jobs: list[tuple[Any, tuple[int, ...], Callable[[np.ndarray], None]]] = []
         for dataset_key, plan in self._plans.items():
             jobs.extend(self._plan_dataset(plan, by_key[dataset_key], batch))
-        parsed = _allocate(
+        parsed = allocate_batch(
             [(field, shape, field.np_dtype) for field, shape, _ in jobs],
-            allocate or _default_allocate,
+            allocate or default_allocate,
         )
         for field, _, fill in jobs:
             fill(parsed.arrays[field])
@@ -719,113 +712,6 @@ def _copy(source: np.ndarray, out: np.ndarray) -> None:
     out[...] = source.reshape(out.shape)
 
 
-_ALIGN = 64
-
-
-LayoutEntry = tuple[str, int, tuple[int, ...], str, str, Any]
-
-
-@dataclasses.dataclass
-class ParsedBatch:
-    """One parsed batch: numpy arrays and torch views of one uint8 buffer.
-
-    Attributes:
-        base: the 1-D uint8 buffer (from the allocate function).
-        arrays, views, offsets: per internal field: the numpy array, the torch view
-            of the same memory (None for object arrays, which live outside the
-            buffer) and the byte offset in ``base`` (-1 for object arrays).
-    """
-
-    base: torch.Tensor
-    arrays: dict[Any, np.ndarray]
-    views: dict[Any, torch.Tensor | None]
-    offsets: dict[Any, int]
-
-
-def _default_allocate(nbytes: int) -> torch.Tensor:
-    """A fresh buffer; in shared memory inside a DataLoader worker (no copy to send)."""
-    if torch.utils.data.get_worker_info() is not None:
-        if hasattr(torch.UntypedStorage, "_new_shared"):
-            storage = torch.UntypedStorage._new_shared(nbytes)
-            return torch.empty(0, dtype=torch.uint8).set_(storage)
-        return torch.empty(nbytes, dtype=torch.uint8).share_memory_()
-    # numpy's allocations reuse freed heap memory; torch.empty of a large buffer
-    # maps fresh pages, whose first-touch faults cost ~5 us a record for 64x64 images.
-    return torch.from_numpy(np.empty(nbytes, np.uint8))
-
-
-def _allocate(
-    requests: list[tuple[Any, tuple[int, ...], np.dtype]],
-    allocate: Callable[[int], torch.Tensor],
-) -> ParsedBatch:
-    """Arrays for one batch, carved from a single buffer ``allocate(total bytes)``.
-
-    Object arrays (encoded images left undecoded) are plain numpy arrays.
-    """
-    offsets: dict[Any, int] = {}
-    total = 0
-    for key, shape, dtype in requests:
-        if dtype.kind == "O":
-            offsets[key] = -1
-            continue
-        total = -(-total // _ALIGN) * _ALIGN
-        offsets[key] = total
-        total += math.prod(shape) * dtype.itemsize
-    base = allocate(max(total, 1))
-    arrays: dict[Any, np.ndarray] = {}
-    views: dict[Any, torch.Tensor | None] = {}
-    for key, shape, dtype in requests:
-        offset = offsets[key]
-        if offset < 0:
-            arrays[key], views[key] = np.empty(shape, dtype), None
-            continue
-        size = math.prod(shape) * dtype.itemsize
-        view = base[offset : offset + size].view(_TORCH_VIEW_DTYPES[dtype]).view(shape)
-        arrays[key], views[key] = view.numpy(), view
-    return ParsedBatch(base, arrays, views, offsets)
-
-
-def tensors_from_layout(owner: np.ndarray, layout: list[LayoutEntry]) -> TensorSpecStruct:
-    """Rebuilds a TensorSpecStruct from :meth:`ParseTFExampleFn.layout` entries.
-
-    ``owner`` is a uint8 numpy array of the buffer; the tensors are views of it
-    (``torch.from_numpy``: they keep ``owner`` alive), cast where the spec dtype
-    differs (bfloat16).
-    """
-    struct = TensorSpecStruct()
-    for path, offset, shape, np_name, torch_name, obj in layout:
-        if offset < 0:
-            struct[path] = obj
-            continue
-        dtype = np.dtype(np_name)
-        size = math.prod(shape) * dtype.itemsize
-        tensor = torch.from_numpy(owner[offset : offset + size].view(dtype).reshape(shape))
-        target = as_torch_dtype(torch_name)
-        struct[path] = tensor if tensor.dtype == target else tensor.to(target)
-    return struct
-
-
-_TORCH_VIEW_DTYPES = {
-    np.dtype(name): getattr(torch, name)
-    for name in (
-        "float16",
-        "float32",
-        "float64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "bool",
-        "complex64",
-        "complex128",
-    )
-}
-
-
 def _check_present(field: _Field, features: list[Any]) -> bool:
     """False if absent everywhere and optional; raises if it cannot be parsed."""
     missing = [i for i, f in enumerate(features) if f is None]
@@ -882,175 +768,3 @@ def create_parse_tf_example_fn(
             image spec of the wrong rank or dtype, a sequence that is also varlen).
     """
     return ParseTFExampleFn(feature_spec, label_spec, decode_images)
-
-
-# ---------------------------------------------------------------- serializing
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        if value.dtype == torch.bfloat16:
-            value = value.float()
-        return value.numpy()
-    return np.asarray(value)
-
-
-class SerializeTFExampleFn:
-    """Serializes one unbatched example into a tf.train.Example or SequenceExample.
-
-    Made by :func:`create_serialize_tf_example_fn`. Call it with the features (and
-    labels) of one example, structured like the specs (nested or flat by path),
-    as numpy arrays or torch tensors. Returns the serialized bytes, or
-    ``{dataset_key: bytes}`` when the specs name several dataset keys.
-
-    Raises:
-        SpecError: a required value is missing or does not match its spec.
-    """
-
-    def __init__(self, feature_spec: Any, label_spec: Any = None, jpeg_quality: int = 95) -> None:
-        self._jpeg_quality = int(jpeg_quality)
-        specs = _flat_specs(feature_spec, "feature")
-        self._label_specs = _flat_specs(label_spec, "label") if label_spec is not None else []
-        self._feature_specs = specs
-        every = specs + self._label_specs
-        sequence_names = {s.name for _, s in every if s.is_sequence and s.name is not None}
-        self._sequence_datasets = {s.dataset_key for _, s in every if s.is_sequence}
-        self._dataset_keys = sorted({s.dataset_key for _, s in every if s.name is not None})
-        # Length specs are never written: the number of steps says it. Their values
-        # clip the sequence they measure, so padded data round-trips.
-        self._length_of: dict[str, str] = {}
-        for path, spec in every:
-            if spec.name is None or spec.is_sequence or not spec.name.endswith("_length"):
-                continue
-            base = spec.name.removesuffix("_length")
-            if base in sequence_names:
-                self._length_of[base] = path
-        self._lengths = set(self._length_of.values())
-        # Fail at construction for specs that cannot be parsed back.
-        _build_plan(feature_spec, label_spec, decode_images=True)
-
-    def _encode_images(self, path: str, spec: ExtendedTensorSpec, value: np.ndarray) -> list[bytes]:
-        if value.dtype == object:  # already encoded (decode_images=False)
-            return [bytes(v) for v in value.reshape(-1)]
-        assert spec.data_format is not None
-        fmt = spec.data_format.lower()
-        images = value.reshape((-1, *value.shape[-3:]))
-        try:
-            return [encode_image(image, fmt, self._jpeg_quality) for image in images]  # type: ignore[arg-type]
-        except ValueError as e:
-            raise SpecError(
-                f"Cannot encode {path!r} (spec name {spec.name!r}): {e}", key=path
-            ) from e
-
-    def _fill(
-        self, feature: Feature, path: str, spec: ExtendedTensorSpec, value: np.ndarray
-    ) -> None:
-        if is_encoded_image_spec(spec):
-            feature.bytes_list.value.extend(self._encode_images(path, spec, value))
-        elif spec.dtype.is_floating_point or spec.dtype.is_complex:
-            feature.float_list.value.extend(value.reshape(-1).astype(np.float32).tolist())
-        else:
-            flat = value.reshape(-1)
-            if flat.dtype == np.uint64:
-                flat = flat.view(np.int64)
-            feature.int64_list.value.extend(flat.astype(np.int64).tolist())
-
-    def _check_shape(
-        self, path: str, spec: ExtendedTensorSpec, value: np.ndarray, sequence: bool
-    ) -> None:
-        shape = tuple(value.shape[1:] if sequence else value.shape)
-        expected = tuple(d or 0 for d in spec.shape or ())
-        if value.dtype == object and is_encoded_image_spec(spec):
-            expected = expected[:-3]
-        if spec.varlen_default_value is not None:
-            ok = len(shape) == len(expected) and shape[1:] == expected[1:]
-        else:
-            ok = shape == expected
-        if sequence and value.ndim == 0:
-            ok = False
-        if not ok:
-            what = "steps of shape" if sequence else "shape"
-            raise SpecError(
-                f"Cannot serialize {path!r} (spec name {spec.name!r}): expected {what} "
-                f"{_format_shape(expected)}, got shape {_format_shape(tuple(value.shape))}.",
-                key=path,
-                name=spec.name,
-                expected=spec,
-            )
-
-    def __call__(self, features: Any, labels: Any = None) -> bytes | dict[str, bytes]:
-        values = dict(flatten_spec_structure(features).items())
-        label_values = dict(flatten_spec_structure(labels).items()) if labels is not None else {}
-        messages: dict[str, Any] = {}
-        written: set[tuple[str, str]] = set()
-        for specs, given in ((self._feature_specs, values), (self._label_specs, label_values)):
-            for path, spec in specs:
-                if spec.name is None or path in self._lengths:
-                    continue
-                key = (spec.dataset_key, spec.name)
-                if key in written:
-                    continue
-                if path not in given or given[path] is None:
-                    if spec.is_optional:
-                        continue
-                    raise SpecError(
-                        f"Cannot serialize: required {path!r} (spec name {spec.name!r}) is "
-                        "missing.",
-                        key=path,
-                        name=spec.name,
-                    )
-                written.add(key)
-                value = _as_numpy(given[path])
-                message = messages.get(spec.dataset_key)
-                if message is None:
-                    sequence = spec.dataset_key in self._sequence_datasets
-                    message = SequenceExample() if sequence else Example()
-                    messages[spec.dataset_key] = message
-                self._check_shape(path, spec, value, spec.is_sequence)
-                if spec.is_sequence:
-                    length_path = self._length_of.get(spec.name)
-                    steps = value.shape[0]
-                    if length_path is not None:
-                        length_value = given.get(length_path)
-                        if length_value is not None:
-                            steps = min(steps, int(_as_numpy(length_value).reshape(-1)[0]))
-                    feature_list = message.feature_lists.feature_list[spec.name]
-                    for t in range(steps):
-                        step = feature_list.feature.add()  # type: ignore[union-attr]
-                        self._fill(step, path, spec, value[t])
-                else:
-                    fmap = (
-                        message.context.feature
-                        if isinstance(message, SequenceExample)
-                        else message.features.feature
-                    )
-                    self._fill(fmap[spec.name], path, spec, value)
-        out = {}
-        for dataset_key in self._dataset_keys:
-            message = messages.get(dataset_key)
-            if message is None:
-                sequence = dataset_key in self._sequence_datasets
-                message = SequenceExample() if sequence else Example()
-            out[dataset_key] = message.SerializeToString(deterministic=True)
-        if len(out) == 1:
-            return next(iter(out.values()))
-        return out
-
-
-def create_serialize_tf_example_fn(
-    feature_spec: Any, label_spec: Any = None, jpeg_quality: int = 95
-) -> SerializeTFExampleFn:
-    """The inverse of :func:`create_parse_tf_example_fn`, for one unbatched example.
-
-    The callable ``(features, labels=None)`` returns serialized bytes (or
-    ``{dataset_key: bytes}`` when the specs name several dataset keys). Floats go to
-    float_list, integers and bools to int64_list, images are encoded by their
-    spec's ``data_format`` (JPEG at ``jpeg_quality``) into a bytes_list; records
-    are SequenceExamples (non-sequence specs in the context) when any spec of the
-    dataset is a sequence. TensorFlow parses them with the equivalent
-    ``FixedLenFeature`` / ``VarLenFeature`` / ``FixedLenSequenceFeature`` spec.
-    Varlen values are written unpadded; a ``<name>_length`` value clips the
-    sequence ``<name>`` to that many steps.
-    """
-    return SerializeTFExampleFn(feature_spec, label_spec, jpeg_quality)

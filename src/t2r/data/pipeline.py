@@ -43,8 +43,9 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from t2r.data.batch_buffer import LayoutEntry, tensors_from_layout
 from t2r.data.errors import DataError
-from t2r.data.parsing import LayoutEntry, ParseTFExampleFn, tensors_from_layout
+from t2r.data.parsing import ParseTFExampleFn
 from t2r.data.tfrecord import ReadStats, read_tfrecord_with_offsets
 from t2r.specs import TensorSpecStruct
 
