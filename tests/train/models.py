@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from t2r import specs
-from t2r.models import ClassificationModel, CriticModel, RegressionModel
+from t2r.models import (
+    AbstractT2RModel,
+    ClassificationModel,
+    CriticModel,
+    RegressionModel,
+    TrainStepOutputs,
+    average_gradients,
+    polyak_update,
+)
 from t2r.modes import ModeKeys
 from t2r.preprocessors import ImagePreprocessor
 
@@ -111,3 +122,129 @@ class TinyCritic(CriticModel):
         image = self.image(features.state.image.permute(0, 3, 1, 2)).mean(dim=(2, 3))
         q = self.q(torch.cat([image, features.action.pose], dim=-1))
         return {"q_predicted": q}
+
+
+class TinyActorCritic(AbstractT2RModel):
+    """DDPG in miniature: an actor, a critic, Polyak-averaged target copies of
+    both, two optimizers and its own `train_step` (``owns_update``).
+
+    TRAIN features are transitions (obs, action, next_obs) with a reward label;
+    PREDICT features are the observation only, and the export is the actor.
+    Deterministic (no exploration noise), so a torchrun run can be compared
+    with one process on the ranks' batches put together.
+    """
+
+    owns_update = True
+
+    def __init__(
+        self,
+        actor_lr: float = 1e-3,
+        critic_lr: float = 2e-3,
+        tau: float = 0.1,
+        discount: float = 0.9,
+        average: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.actor_lr, self.critic_lr = actor_lr, critic_lr
+        self.tau, self.discount, self.average = tau, discount, average
+        self.actor = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2), nn.Tanh())
+        self.critic = nn.Sequential(nn.Linear(3 + 2, 16), nn.ReLU(), nn.Linear(16, 1))
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def get_feature_specification(self, mode: str) -> specs.TensorSpecStruct:
+        spec = specs.TensorSpecStruct(obs=specs.ExtendedTensorSpec((3,), torch.float32, name="obs"))
+        if mode != ModeKeys.PREDICT:
+            spec.action = specs.ExtendedTensorSpec((2,), torch.float32, name="action")
+            spec.next_obs = specs.ExtendedTensorSpec((3,), torch.float32, name="next_obs")
+        return spec
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            reward=specs.ExtendedTensorSpec((1,), torch.float32, name="reward")
+        )
+
+    def q(self, critic: nn.Module, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([obs, action], dim=-1))
+
+    def inference_network_fn(self, features, labels, mode, config=None, params=None):
+        return {"action": self.actor(features.obs)}
+
+    def critic_loss(self, features, labels) -> torch.Tensor:
+        with torch.no_grad():
+            next_q = self.q(
+                self.target_critic, features.next_obs, self.target_actor(features.next_obs)
+            )
+            target = labels.reward + self.discount * next_q
+        return F.mse_loss(self.q(self.critic, features.obs, features.action), target)
+
+    def model_train_fn(self, features, labels, inference_outputs, mode, config=None, params=None):
+        return self.critic_loss(features, labels)
+
+    def create_optimizer(self):
+        return {
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr),
+        }
+
+    def train_step(self, features, labels, optimizer, forward=None):
+        features, labels = self.prepare_inputs(features, labels, ModeKeys.TRAIN)
+        critic_loss = self.critic_loss(features, labels)
+        optimizer["critic"].zero_grad(set_to_none=True)
+        critic_loss.backward()
+        if self.average:
+            average_gradients(self.critic)
+        optimizer["critic"].step()
+
+        actor_loss = -self.q(self.critic, features.obs, self.actor(features.obs)).mean()
+        optimizer["actor"].zero_grad(set_to_none=True)
+        actor_loss.backward()
+        if self.average:
+            average_gradients(self.actor)
+        optimizer["actor"].step()
+
+        polyak_update(self.target_critic, self.critic, self.tau)
+        polyak_update(self.target_actor, self.actor, self.tau)
+        return TrainStepOutputs(
+            loss=critic_loss.detach(),
+            scalars={"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()},
+        )
+
+
+class TransitionInput:
+    """Endless seeded batches of transitions for TinyActorCritic.
+
+    With `ranks`, each batch is the concatenation of the batches those ranks
+    draw (rank r uses seed ``seed + r``): one process on ``ranks=(0, 1)`` sees
+    what two torchrun ranks see together. By default a process under torchrun
+    draws its own rank's batches.
+    """
+
+    def __init__(
+        self, batch_size: int = 4, seed: int = 0, ranks: tuple[int, ...] | None = None
+    ) -> None:
+        self.batch_size, self.seed, self.ranks = batch_size, seed, ranks
+
+    def set_specification_from_model(self, t2r_model, mode: str) -> None:
+        pass
+
+    def create_dataset(self, mode: str):
+        ranks = self.ranks
+        if ranks is None:
+            ranks = (int(os.environ.get("RANK", "0")),)
+        generators = [torch.Generator().manual_seed(self.seed + r) for r in ranks]
+        while True:
+            parts = [self._draw(g) for g in generators]
+            features = specs.TensorSpecStruct(
+                {k: torch.cat([p[0][k] for p in parts]) for k in ("obs", "action", "next_obs")}
+            )
+            labels = specs.TensorSpecStruct(reward=torch.cat([p[1] for p in parts]))
+            yield features, labels
+
+    def _draw(self, g: torch.Generator):
+        b = self.batch_size
+        obs, next_obs = torch.rand(b, 3, generator=g), torch.rand(b, 3, generator=g)
+        action = torch.rand(b, 2, generator=g) * 2 - 1
+        reward = -(action - obs[:, :2]).pow(2).sum(dim=1, keepdim=True)
+        return {"obs": obs, "action": action, "next_obs": next_obs}, reward

@@ -1,5 +1,7 @@
 """Runs a deterministic training of TinyRegression; used by the tests as a
 subprocess: ``python -m tests.train.run_tiny MODEL_DIR MAX_STEPS [KILL_AT_STEP]``.
+With ``--actor_critic`` it trains TinyActorCritic (two optimizers, target
+networks) on TransitionInput instead.
 
 With KILL_AT_STEP the process SIGKILLs itself right after that step, as a crash
 would (no clean-up, no final checkpoint).
@@ -13,7 +15,7 @@ import sys
 
 from t2r.train import CallbackHook, HookBuilder, seed_everything, train_eval_model
 
-from .models import SeededInput, TinyRegression
+from .models import SeededInput, TinyActorCritic, TinyRegression, TransitionInput
 
 
 class KillAt(HookBuilder):
@@ -28,12 +30,12 @@ class KillAt(HookBuilder):
         return [CallbackHook(after_step=after_step)]
 
 
-def main(model_dir: str, max_steps: int, kill_at: int | None) -> None:
+def main(model_dir: str, max_steps: int, kill_at: int | None, actor_critic: bool) -> None:
     seed_everything(0)
-    model = TinyRegression()
+    model = TinyActorCritic() if actor_critic else TinyRegression()
     train_eval_model(
         model,
-        SeededInput(batch_size=8, seed=1),
+        TransitionInput(seed=1) if actor_critic else SeededInput(batch_size=8, seed=1),
         max_train_steps=max_steps,
         model_dir=model_dir,
         save_checkpoints_steps=5,
@@ -46,4 +48,10 @@ def main(model_dir: str, max_steps: int, kill_at: int | None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
+    args = [a for a in sys.argv[1:] if a != "--actor_critic"]
+    main(
+        args[0],
+        int(args[1]),
+        int(args[2]) if len(args) > 2 else None,
+        actor_critic="--actor_critic" in sys.argv,
+    )

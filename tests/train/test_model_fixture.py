@@ -12,11 +12,11 @@ from t2r.modes import ModeKeys
 from t2r.testing import T2RModelFixture, assert_golden_values, find_model_classes
 from t2r.train import seed_everything
 
-from .models import TinyClassifier, TinyCritic, TinyRegression
+from .models import TinyActorCritic, TinyClassifier, TinyCritic, TinyRegression
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
-TEST_MODELS = [TinyRegression, TinyClassifier, TinyCritic]
+TEST_MODELS = [TinyRegression, TinyClassifier, TinyCritic, TinyActorCritic]
 
 
 @pytest.mark.parametrize(

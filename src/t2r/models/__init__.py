@@ -11,6 +11,7 @@ from t2r.models.optimizers import (
     create_warmup_cosine_schedule,
 )
 from t2r.models.regression_model import RegressionModel
+from t2r.models.updates import average_gradients, polyak_update
 
 __all__ = [
     "AbstractT2RModel",
@@ -19,7 +20,9 @@ __all__ = [
     "ModelOutputs",
     "RegressionModel",
     "TrainStepOutputs",
+    "average_gradients",
     "create_adam_optimizer",
     "create_sgd_optimizer",
     "create_warmup_cosine_schedule",
+    "polyak_update",
 ]

@@ -15,6 +15,7 @@ from torch import nn
 
 from t2r import specs
 from t2r.models.optimizers import create_adam_optimizer
+from t2r.models.updates import average_gradients
 from t2r.modes import ModeKeys
 from t2r.preprocessors import AbstractPreprocessor, NoOpPreprocessor
 
@@ -69,8 +70,9 @@ class AbstractT2RModel(nn.Module, abc.ABC):
     `model_eval_fn` (metrics) / `create_export_outputs_fn` (predictions).
 
     Models whose update is not one loss and one optimizer (actor-critic, target
-    networks, Lagrange multipliers) return a dict from `create_optimizer` and
-    override `train_step`.
+    networks, Lagrange multipliers) set ``owns_update = True``, return a dict
+    from `create_optimizer` and override `train_step` (see
+    `t2r.models.updates` and ``docs/training.md``).
 
     Args:
       preprocessor_cls: builds the preprocessor from the model's spec functions;
@@ -81,6 +83,14 @@ class AbstractT2RModel(nn.Module, abc.ABC):
     """
 
     default_preprocessor_cls: type[AbstractPreprocessor] = NoOpPreprocessor
+
+    #: False: under torchrun the loop wraps the model in DistributedDataParallel,
+    #: which averages the gradients of the one backward pass of `train_step`.
+    #: True: the model owns its update (several losses, backward passes and
+    #: optimizers, target networks); the loop runs it unwrapped, broadcasts rank
+    #: 0's initial weights, and `train_step` averages each network's gradients
+    #: itself with `t2r.models.average_gradients` before stepping.
+    owns_update: bool = False
 
     def __init__(
         self,
@@ -183,6 +193,29 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not implement pack_features.")
 
     # ----------------------------------------------------------- model_fn
+    def prepare_inputs(
+        self,
+        features: Mapping[str, Any],
+        labels: Mapping[str, Any] | None,
+        mode: str,
+        validate: bool = True,
+    ) -> tuple[specs.TensorSpecStruct, specs.TensorSpecStruct | None]:
+        """Raw data -> what `inference_network_fn` reads: validated against the
+        packing specs (with `validate`), then preprocessed. Labels are None in
+        PREDICT. A `train_step` override starts here."""
+        ModeKeys.validate(mode)
+        if validate:
+            features = specs.validate_and_pack(
+                self.get_feature_specification_for_packing(mode), features, ignore_batch=True
+            )
+            if labels is not None and mode != ModeKeys.PREDICT:
+                labels = specs.validate_and_pack(
+                    self.get_label_specification_for_packing(mode), labels, ignore_batch=True
+                )
+        if mode == ModeKeys.PREDICT:
+            labels = None
+        return self.preprocessor.preprocess(features, labels, mode)
+
     def model_fn(
         self,
         features: Mapping[str, Any],
@@ -198,18 +231,7 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         SpecError naming the key, the spec name, and expected vs actual shape and
         dtype.
         """
-        ModeKeys.validate(mode)
-        if validate:
-            features = specs.validate_and_pack(
-                self.get_feature_specification_for_packing(mode), features, ignore_batch=True
-            )
-            if labels is not None and mode != ModeKeys.PREDICT:
-                labels = specs.validate_and_pack(
-                    self.get_label_specification_for_packing(mode), labels, ignore_batch=True
-                )
-        if mode == ModeKeys.PREDICT:
-            labels = None
-        features, labels = self.preprocessor.preprocess(features, labels, mode)
+        features, labels = self.prepare_inputs(features, labels, mode, validate)
         inference_outputs = self.inference_network_fn(features, labels, mode, config, params)
         outputs = ModelOutputs(mode=mode, inference_outputs=inference_outputs)
         if mode == ModeKeys.PREDICT:
@@ -261,8 +283,9 @@ class AbstractT2RModel(nn.Module, abc.ABC):
 
         `forward` is the module to call: the DistributedDataParallel wrapper of
         this model under torchrun (it averages gradients across ranks), else the
-        model. A model overriding this with several optimizers syncs its own
-        gradients across ranks (see `t2r.train.distributed.all_reduce_gradients`).
+        model. A model with ``owns_update = True`` always gets the model itself
+        and averages its gradients across ranks with
+        `t2r.models.average_gradients` before each optimizer step.
         """
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -274,6 +297,8 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         outputs = forward(features, labels, ModeKeys.TRAIN)
         assert outputs.loss is not None
         outputs.loss.backward()
+        if self.owns_update:
+            average_gradients(self)
         scalars: dict[str, float | torch.Tensor] = {}
         if self.gradient_clip_norm is not None:
             scalars["gradient_norm"] = nn.utils.clip_grad_norm_(

@@ -1,4 +1,4 @@
-"""Multi-process training under torchrun: set-up, rank queries, gradient sync."""
+"""Multi-process training under torchrun: set-up, rank queries, model wrapping, checks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from t2r.models.updates import average_gradients
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +72,54 @@ def barrier(context: DistributedContext) -> None:
 
 
 def all_reduce_gradients(module: nn.Module) -> None:
-    """Averages the gradients of `module` across ranks (for models that own their
-    train_step and are not wrapped in DistributedDataParallel)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    """Averages the gradients of `module` across ranks: `t2r.models.average_gradients`."""
+    average_gradients(module)
+
+
+def data_parallel_forward(model: nn.Module, context: DistributedContext) -> nn.Module:
+    """What the training loop calls `train_step` with as `forward`.
+
+    One process: the model. Under torchrun, a model with ``owns_update`` stays
+    unwrapped (rank 0's parameters and buffers are broadcast so every rank
+    starts equal; its `train_step` averages its gradients); any other model is
+    wrapped in DistributedDataParallel.
+    """
+    if not context.enabled:
+        return model
+    if getattr(model, "owns_update", False):
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                dist.broadcast(tensor, src=0)
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def check_replicas_equal(model: nn.Module, context: DistributedContext, global_step: int) -> None:
+    """Raises RuntimeError on every rank when the ranks' parameters differ.
+
+    Compares a float64 sum of each parameter across ranks (two small
+    all-reduces), so it costs next to nothing at a checkpoint. Parameters must
+    be equal on all ranks after every step: DistributedDataParallel ensures
+    it, a model that owns its update does by averaging its gradients.
+    Buffers are not compared (batch-norm statistics legitimately differ).
+    """
+    if not context.enabled:
         return
-    world = dist.get_world_size()
-    for param in module.parameters():
-        if param.grad is not None:
-            dist.all_reduce(param.grad)
-            param.grad /= world
+    named = list(model.named_parameters())
+    if not named:
+        return
+    names = [name for name, _ in named]
+    sums = torch.stack([param.detach().double().sum() for _, param in named])
+    high, low = sums.clone(), sums.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    differing = [name for name, h, lo in zip(names, high.tolist(), low.tolist()) if h != lo]
+    if differing:
+        shown = ", ".join(differing[:8]) + (" ..." if len(differing) > 8 else "")
+        raise RuntimeError(
+            f"After step {global_step} the ranks' weights of {type(model).__name__} differ in "
+            f"{len(differing)} parameter(s): {shown}. A model with owns_update=True must "
+            "average each network's gradients across ranks (t2r.models.average_gradients) "
+            "before its optimizer steps."
+        )

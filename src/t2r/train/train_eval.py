@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from t2r import specs
@@ -93,10 +92,19 @@ def _autocast(
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _learning_rate(optimizer: Any) -> float | None:
-    first = next(iter(optimizer.values())) if isinstance(optimizer, dict) else optimizer
-    groups = getattr(first, "param_groups", None)
-    return float(groups[0]["lr"]) if groups else None
+def _learning_rates(optimizer: Any) -> dict[str, float]:
+    """``learning_rate`` for one optimizer, ``learning_rate/<name>`` for each of a
+    dict; ``/<i>`` is appended per param group when an optimizer has several."""
+    named = optimizer.items() if isinstance(optimizer, dict) else [(None, optimizer)]
+    rates: dict[str, float] = {}
+    for name, opt in named:
+        key = "learning_rate" if name is None else f"learning_rate/{name}"
+        groups = getattr(opt, "param_groups", None) or []
+        if len(groups) == 1:
+            rates[key] = float(groups[0]["lr"])
+        else:
+            rates.update({f"{key}/{i}": float(g["lr"]) for i, g in enumerate(groups)})
+    return rates
 
 
 def _step_schedulers(scheduler: Any) -> None:
@@ -204,8 +212,10 @@ def train_eval_model(
     data give bitwise-identical weights, across a kill and resume too.
 
     Under ``torchrun`` every rank runs this function: the model is wrapped in
-    DistributedDataParallel, each rank reads its shard, and only rank 0 writes
-    checkpoints, summaries and exports.
+    DistributedDataParallel (a model with ``owns_update`` is not: it averages
+    its own gradients), each rank reads its shard, and only rank 0 writes
+    checkpoints, summaries and exports. At each checkpoint the ranks' weights
+    are checked to be equal.
 
     Returns the last eval metrics (empty when there was no evaluation).
     """
@@ -343,10 +353,7 @@ class _TrainLoop:
                 self.max_train_steps,
             )
             return self.last_eval
-        forward: Any = model
-        if context.enabled:
-            device_ids = [context.device.index] if context.device.type == "cuda" else None
-            forward = DistributedDataParallel(model, device_ids=device_ids)
+        forward = distributed.data_parallel_forward(model, context)
         writer = MetricsWriter(self.model_dir) if context.is_main else None
         for hook in self.hooks:
             hook.begin(self.state.global_step)
@@ -432,9 +439,7 @@ class _TrainLoop:
                     "examples_per_sec": window_examples / elapsed,
                     **{k: float(torch.as_tensor(v).float()) for k, v in outputs.scalars.items()},
                 }
-                lr = _learning_rate(self.optimizer)
-                if lr is not None:
-                    scalars["learning_rate"] = lr
+                scalars.update(_learning_rates(self.optimizer))
                 if writer is not None:
                     writer.write(step, scalars)
                 progress.set_postfix(loss=f"{loss:.4g}")
@@ -444,6 +449,7 @@ class _TrainLoop:
                 hook.after_step(step, scalars)
             final = step == self.max_train_steps
             if step % self.save_checkpoints_steps == 0 or final:
+                distributed.check_replicas_equal(model, context, step)
                 checkpoint = self._checkpoint()
                 for hook in self.hooks:
                     if checkpoint is not None:
