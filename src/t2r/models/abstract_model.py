@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -101,8 +102,11 @@ class AbstractT2RModel(nn.Module, abc.ABC):
     ) -> None:
         super().__init__()
         preprocessor_cls = preprocessor_cls or self.default_preprocessor_cls
+        # By keyword, as Tensor2Robot did: a ported preprocessor may take other
+        # parameters first.
         self.preprocessor = preprocessor_cls(
-            self.get_feature_specification, self.get_label_specification
+            model_feature_specification_fn=self.get_feature_specification,
+            model_label_specification_fn=self.get_label_specification,
         )
         self._create_optimizer_fn = create_optimizer_fn or create_adam_optimizer
         self._create_lr_scheduler_fn = create_lr_scheduler_fn
@@ -155,13 +159,19 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         features: specs.TensorSpecStruct,
         labels: specs.TensorSpecStruct,
         inference_outputs: dict[str, Any],
-        train_outputs: dict[str, Any] | None = None,
+        train_loss: torch.Tensor,
+        train_outputs: dict[str, Any],
+        mode: str,
         config: Any = None,
         params: Any = None,
     ) -> dict[str, torch.Tensor]:
         """Scalar metrics for one eval batch; the loop averages them over batches.
 
-        The default reports nothing beyond the loss, which `model_fn` adds.
+        Tensor2Robot's signature and argument order: `train_loss` is what
+        `model_train_fn` returned as the loss, `train_outputs` its extra
+        outputs (``{}`` when it returned only the loss). T2R returned
+        ``tf.metrics`` ops; here return ``{name: scalar tensor}``. The default
+        reports nothing beyond the loss, which `model_fn` adds.
         """
         return {}
 
@@ -244,8 +254,16 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         result = self.model_train_fn(features, labels, inference_outputs, mode, config, params)
         outputs.loss, outputs.train_outputs = result if isinstance(result, tuple) else (result, {})
         if mode == ModeKeys.EVAL:
+            _check_model_eval_fn_signature(self)
             metrics = self.model_eval_fn(
-                features, labels, inference_outputs, outputs.train_outputs, config, params
+                features,
+                labels,
+                inference_outputs,
+                outputs.loss,
+                outputs.train_outputs,
+                mode,
+                config,
+                params,
             )
             outputs.eval_metrics = {"loss": outputs.loss.detach(), **metrics}
         return outputs
@@ -368,3 +386,35 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         for entry in skipped:
             logger.debug("  skipped %s", entry)
         return loaded
+
+
+_MODEL_EVAL_FN_SIGNATURE = (
+    "model_eval_fn(self, features, labels, inference_outputs, train_loss, train_outputs, "
+    "mode, config=None, params=None)"
+)
+
+
+def _check_model_eval_fn_signature(model: AbstractT2RModel) -> None:
+    """Raises TypeError when `model.model_eval_fn` cannot take Tensor2Robot's 8 arguments
+    in T2R's order (e.g. an override written for t2r's earlier
+    ``(features, labels, inference_outputs, train_outputs, config, params)``), which
+    would otherwise receive shifted values."""
+    function = type(model).model_eval_fn
+    if function is AbstractT2RModel.model_eval_fn:
+        return
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
+    except (TypeError, ValueError):  # no signature to inspect: trust it
+        return
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in positional]
+    shifted = len(names) > 3 and names[3] == "train_outputs"
+    if len(positional) < 8 or shifted:
+        where = f"{type(model).__name__}.model_eval_fn{inspect.signature(function)}"
+        raise TypeError(
+            f"{where} does not take Tensor2Robot's arguments; t2r calls "
+            f"{_MODEL_EVAL_FN_SIGNATURE} with 8 positional arguments "
+            "(train_loss comes before train_outputs, then mode)."
+        )

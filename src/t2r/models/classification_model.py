@@ -73,7 +73,9 @@ class ClassificationModel(AbstractT2RModel):
         features: specs.TensorSpecStruct,
         labels: specs.TensorSpecStruct,
         inference_outputs: dict[str, Any],
-        train_outputs: dict[str, Any] | None = None,
+        train_loss: torch.Tensor,
+        train_outputs: dict[str, Any],
+        mode: str,
         config: Any = None,
         params: Any = None,
     ) -> dict[str, torch.Tensor]:

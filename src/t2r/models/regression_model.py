@@ -17,11 +17,24 @@ class RegressionModel(AbstractT2RModel):
 
     Subclasses write `a_func` (features -> dict holding 'inference_output') and,
     where the target is not `labels.target`, `loss_fn`.
+
+    As in Tensor2Robot, the constructor's `action_size` is stored in
+    ``self._action_size`` and read through the `action_size` property, which
+    subclasses may override (T2R's pose_env models do).
     """
 
     def __init__(self, action_size: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.action_size = action_size
+        self._action_size = action_size
+
+    @property
+    def action_size(self) -> int:
+        """The length of the regressed action."""
+        return self._action_size
+
+    @action_size.setter
+    def action_size(self, value: int) -> None:
+        self._action_size = value
 
     @abc.abstractmethod
     def a_func(

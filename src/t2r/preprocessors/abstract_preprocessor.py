@@ -58,16 +58,26 @@ class AbstractPreprocessor(nn.Module, abc.ABC):
       model_label_specification_fn: ``mode -> spec structure`` of the labels the
         model consumes. None means the model takes no labels: label specs are
         then empty.
+      is_model_device_tpu: accepted so that Tensor2Robot preprocessors that
+        pass it on to their base class port unchanged; stored, otherwise unused
+        (there is no TPU-specific preprocessing here).
+
+    Models build their preprocessor with keyword arguments, as Tensor2Robot
+    did: ``preprocessor_cls(model_feature_specification_fn=...,
+    model_label_specification_fn=...)``, so a subclass may take other
+    parameters first.
     """
 
     def __init__(
         self,
         model_feature_specification_fn: SpecFn | None = None,
         model_label_specification_fn: SpecFn | None = None,
+        is_model_device_tpu: bool = False,
     ) -> None:
         super().__init__()
         self._model_feature_specification_fn = model_feature_specification_fn
         self._model_label_specification_fn = model_label_specification_fn
+        self._is_model_device_tpu = is_model_device_tpu
 
     # ------------------------------------------------------------ model specs
     @property

@@ -184,7 +184,9 @@ class PoseEnvRegressionModel(RegressionModel):
         features: specs.TensorSpecStruct,
         labels: specs.TensorSpecStruct,
         inference_outputs: dict[str, Any],
-        train_outputs: dict[str, Any] | None = None,
+        train_loss: torch.Tensor,
+        train_outputs: dict[str, Any],
+        mode: str,
         config: Any = None,
         params: Any = None,
     ) -> dict[str, torch.Tensor]:
