@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,9 +58,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_configs(args: argparse.Namespace) -> bool:
+    """False (after printing the command's usage) when no gin config was given."""
+    if args.gin_configs:
+        return True
+    parser: argparse.ArgumentParser = args.parser
+    parser.print_usage(sys.stderr)
+    print(
+        f"{parser.prog}: error: no --gin_configs given; see '{parser.prog} --help' for an example.",
+        file=sys.stderr,
+    )
+    return False
+
+
 def _collect(args: argparse.Namespace) -> int:
     from t2r.bin import run_collect_eval
 
+    if not _require_configs(args):
+        return 2
     run_collect_eval.run(args.gin_configs, args.gin_bindings, args.root_dir)
     return 0
 
@@ -67,8 +83,68 @@ def _collect(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from t2r.bin import run_t2r_trainer
 
+    if not _require_configs(args):
+        return 2
     run_t2r_trainer.run(args.gin_configs, args.gin_bindings)
     return 0
+
+
+# --------------------------------------------------------------------- threads
+NUM_THREADS_ENV = "T2R_NUM_THREADS"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def policy_num_threads() -> int:
+    """The default intra-op thread count where policies run (``t2r collect``,
+    ``t2r demo``): at most 4. A policy feeds one observation at a time, where
+    more threads mostly add synchronisation, and several collectors usually
+    share the machine."""
+    return min(4, usable_cpus())
+
+
+def _add_num_threads_flag(parser: argparse.ArgumentParser, default_text: str) -> None:
+    parser.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            f"torch intra-op threads of this process (torch.set_num_threads). Default: "
+            f"${NUM_THREADS_ENV} when set, else {default_text}. Lower it on shared CPUs."
+        ),
+    )
+
+
+def _apply_num_threads(args: argparse.Namespace) -> None:
+    """Sets torch's thread count from --num_threads, $T2R_NUM_THREADS, or the
+    command's default (`args.default_num_threads`, None: torch's own)."""
+    value = args.num_threads
+    source = "--num_threads"
+    if value is None and os.environ.get(NUM_THREADS_ENV):
+        source = f"${NUM_THREADS_ENV}"
+        try:
+            value = int(os.environ[NUM_THREADS_ENV])
+        except ValueError:
+            raise SystemExit(
+                f"t2r: error: {NUM_THREADS_ENV}={os.environ[NUM_THREADS_ENV]!r} is not an integer."
+            ) from None
+    if value is None:
+        default = args.default_num_threads
+        value = default() if callable(default) else default
+        source = "default"
+    if value is None:
+        return
+    if value < 1:
+        raise SystemExit(f"t2r: error: {source} must be >= 1, got {value}.")
+    import torch
+
+    torch.set_num_threads(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,18 +160,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_demo_parser(commands)
 
-    from t2r.bin.run_collect_eval import add_collect_flags
-    from t2r.bin.run_t2r_trainer import add_gin_flags
+    from t2r.bin.run_collect_eval import COLLECT_EXAMPLE, add_collect_flags
+    from t2r.bin.run_t2r_trainer import TRAIN_EXAMPLE, add_gin_flags
 
-    train = commands.add_parser("train", help="train and evaluate a gin-configured model")
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate a gin-configured model",
+        description=(
+            "Trains and evaluates the model that gin files configure (Tensor2Robot's\n"
+            "run_t2r_trainer): the configs bind train_eval_model (model, input generators,\n"
+            "model_dir, steps, exporters). Training resumes from the newest checkpoint in\n"
+            "model_dir."
+        ),
+        epilog=TRAIN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_gin_flags(train)
-    train.set_defaults(func=_train)
+    _add_num_threads_flag(train, "torch's default")
+    train.set_defaults(func=_train, parser=train, default_num_threads=None)
 
     collect = commands.add_parser(
-        "collect", help="collect data with / evaluate a gin-configured policy (collect_eval_loop)"
+        "collect",
+        help="collect data with / evaluate a gin-configured policy (collect_eval_loop)",
+        description=(
+            "Runs the policy that gin files configure in its environments and writes the\n"
+            "episodes as records (Tensor2Robot's run_collect_eval): collect_eval_loop, once\n"
+            "or continuously for each new export."
+        ),
+        epilog=COLLECT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_collect_flags(collect)
-    collect.set_defaults(func=_collect)
+    _add_num_threads_flag(collect, "min(4, usable CPUs)")
+    collect.set_defaults(func=_collect, parser=collect, default_num_threads=policy_num_threads)
     return parser
 
 
@@ -145,7 +242,10 @@ def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
     demo.add_argument("--no_progress", action="store_true", help="no progress bars")
-    demo.set_defaults(func=_demo)
+    _add_num_threads_flag(
+        demo, "min(4, usable CPUs); each collector process uses 1 (training, evaluation)"
+    )
+    demo.set_defaults(func=_demo, parser=demo, default_num_threads=policy_num_threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if hasattr(args, "num_threads"):
+        _apply_num_threads(args)
     return int(args.func(args))
 
 

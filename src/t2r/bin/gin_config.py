@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
 
 import gin
@@ -118,8 +119,27 @@ def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> 
     for path in gin_configs:
         with open(path, encoding="utf-8") as f:
             for module_name in _IMPORT_LINE.findall(f.read()):
-                register_module(module_name)
+                _register_config_module(module_name, path)
     gin.parse_config_files_and_bindings(list(gin_configs), list(gin_bindings))
+
+
+def _register_config_module(module_name: str, config_path: str) -> None:
+    """`register_module` for a module a gin file imports, found as
+    ``python -m t2r.bin.run_t2r_trainer`` finds it: the working directory comes
+    first on the import path (the ``t2r`` console script does not put it there
+    by itself). A failure names the gin file and the module."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        register_module(module_name)
+    except ImportError as e:
+        raise ImportError(
+            f"{config_path}: 'import {module_name}' failed: {type(e).__name__}: {e}. "
+            f"Modules are looked up in the working directory ({cwd}) and on sys.path; "
+            "run from the directory that holds the module's package or add it to PYTHONPATH.",
+            name=module_name,
+        ) from e
 
 
 def bound_value(binding: str, default: object = None) -> object:

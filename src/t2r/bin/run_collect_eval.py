@@ -26,9 +26,18 @@ from t2r.bin.run_t2r_trainer import add_gin_flags
 logger = logging.getLogger(__name__)
 
 
+COLLECT_EXAMPLE = """example:
+  t2r collect --gin_configs=pose_env_run_random_collect.gin --root_dir=runs/pose_env/data \\
+      --gin_bindings="collect_eval_loop.num_collect = 500"
+
+A bare config file name that is not in the working directory is looked up among the
+configs shipped in t2r/configs/. The config binds collect_eval_loop (environments,
+policy, episodes); --root_dir says where records and eval summaries go."""
+
+
 def add_collect_flags(parser: argparse.ArgumentParser) -> None:
     """``--gin_configs``, ``--gin_bindings`` and ``--root_dir``."""
-    add_gin_flags(parser)
+    add_gin_flags(parser, binding_example="collect_eval_loop.num_collect=500")
     parser.add_argument(
         "--root_dir",
         required=True,
@@ -50,7 +59,12 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="run_collect_eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="run_collect_eval",
+        description=__doc__.split("\n")[0],
+        epilog=COLLECT_EXAMPLE.replace("t2r collect", "python -m t2r.bin.run_collect_eval"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_collect_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -25,7 +25,20 @@ from t2r.bin import gin_config
 logger = logging.getLogger(__name__)
 
 
-def add_gin_flags(parser: argparse.ArgumentParser) -> None:
+TRAIN_EXAMPLE = """example:
+  t2r train --gin_configs=pose_env_run_train_reg.gin \\
+      --gin_bindings="train_eval_model.max_train_steps = 200" \\
+      --gin_bindings="train_eval_model.model_dir = 'runs/pose_env/reg_short'"
+
+A bare config file name that is not in the working directory is looked up among the
+configs shipped in t2r/configs/. Modules a config imports ('import my_project.models')
+are found from the working directory, as with 'python -m t2r.bin.run_t2r_trainer'."""
+
+
+def add_gin_flags(
+    parser: argparse.ArgumentParser, binding_example: str = "train_eval_model.max_train_steps=10"
+) -> None:
+    """``--gin_configs`` and ``--gin_bindings``; `binding_example` is shown in the help."""
     parser.add_argument(
         "--gin_configs",
         action="append",
@@ -38,7 +51,7 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="BINDING",
-        help="gin binding such as 'train_eval_model.max_train_steps=10' (repeatable)",
+        help=f"gin binding such as '{binding_example}' (repeatable)",
     )
 
 
@@ -59,7 +72,12 @@ def run(gin_configs: Sequence[str], gin_bindings: Sequence[str]) -> dict[str, fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="run_t2r_trainer", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="run_t2r_trainer",
+        description=__doc__.split("\n")[0],
+        epilog=TRAIN_EXAMPLE.replace("t2r train", "python -m t2r.bin.run_t2r_trainer"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_gin_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
