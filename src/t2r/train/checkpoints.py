@@ -211,7 +211,45 @@ def load_model_weights(
     """Loads only the weights (e.g. for evaluation or prediction)."""
     path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     weights = load_file(str(path / "model.safetensors"))
+    _load_fitting_weights(model, weights, path)
+
+
+def _load_fitting_weights(
+    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: Path
+) -> None:
+    """``model.load_state_dict(weights)``, after checking that the checkpoint at
+    `path` fits the model: a RuntimeError names the checkpoint, the missing and
+    unexpected keys and the shape mismatches, and says what to do instead."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [
+        f"{k}: checkpoint {tuple(weights[k].shape)}, model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in weights and tuple(weights[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or reshaped:
+        parts = [
+            f"{label} ({len(keys)}): {_listing(keys)}"
+            for label, keys in (
+                ("missing from the checkpoint", missing),
+                ("unexpected in the checkpoint", unexpected),
+                ("shape mismatches", reshaped),
+            )
+            if keys
+        ]
+        raise RuntimeError(
+            f"Checkpoint {path} does not fit {type(model).__name__}: the architecture changed "
+            f"since it was written. {'; '.join(parts)}. Train the changed model in a new "
+            "model_dir, or start it from these weights with "
+            f"init_from_checkpoint('{path}') (which skips what does not fit)."
+        )
     model.load_state_dict(weights)
+
+
+def _listing(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, ... ({len(keys) - limit} more)"
 
 
 def restore_checkpoint(
