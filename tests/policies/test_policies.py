@@ -246,3 +246,17 @@ def test_cross_entropy_method_maximizes():
     assert len(calls) < 10  # stopped once a value exceeded the threshold
     with pytest.raises(ValueError, match="returned 3 values for 20 samples"):
         cross_entropy_method(sample_dict, lambda s: [1, 2, 3], lambda p, e: p, {"low": 0.0}, 2)
+
+
+def test_a_missing_output_names_the_outputs_and_the_argument(pose_predictor, critic_predictor):
+    policy = RegressionPolicy(PoseModel(), predictor=pose_predictor, output_key="action")
+    with pytest.raises(KeyError) as info:
+        policy.select_action(_observation(1), None, 0)
+    message = str(info.value)
+    assert "RegressionPolicy: the model's predictions have no 'action' (output_key='action')" in (
+        message
+    )
+    assert "its outputs are ['inference_output']. Pass output_key= one of them." in message
+    cem = CEMPolicy(QuadraticCritic(), predictor=critic_predictor, q_key="q", seed=0)
+    with pytest.raises(KeyError, match=r"CEMPolicy: .* no 'q' \(q_key='q'\); its outputs are \["):
+        cem.select_action(np.zeros(2, np.float32), None, 0)

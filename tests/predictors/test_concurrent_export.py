@@ -48,7 +48,7 @@ def _expected(version: int) -> np.ndarray:
 @pytest.mark.slow
 def test_polling_predictor_only_loads_complete_versions(tmp_path):
     export_dir = tmp_path / "export"
-    predictor = ExportedModelPredictor(export_dir, timeout=0)
+    predictor = ExportedModelPredictor(export_dir, timeout=0, wait_for_export_dir=True)
     seen: list[int] = []
 
     def poll() -> None:

@@ -92,7 +92,9 @@ def test_predict_before_restore_raises_a_clear_error(tmp_path):
 
 
 def test_restore_returns_false_when_nothing_appears_within_the_timeout(tmp_path):
-    predictor = ExportedModelPredictor(tmp_path / "missing", timeout=0.3, poll_interval_secs=0.05)
+    predictor = ExportedModelPredictor(
+        tmp_path / "missing", timeout=0.3, poll_interval_secs=0.05, wait_for_export_dir=True
+    )
     start = time.monotonic()
     assert predictor.restore() is False
     assert 0.3 <= time.monotonic() - start < 5

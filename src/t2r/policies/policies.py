@@ -158,7 +158,8 @@ class RegressionPolicy(_PackingPolicy):
     def predict_action(self, state: Any, context: Any, timestep: int | None) -> np.ndarray:
         """The model's action for the first (only) example."""
         features = self.pack_features(state, context, timestep)
-        return self._require_predictor().predict(features)[self._output_key][0]
+        predictions = self._require_predictor().predict(features)
+        return _prediction(self, predictions, self._output_key, "output_key")[0]
 
     def select_action(self, state: Any, context: Any = None, timestep: int | None = None) -> Any:
         return self.predict_action(state, context, timestep)
@@ -249,6 +250,22 @@ class ScheduledExplorationRegressionPolicy(RegressionPolicy):
         return self.predict_action(state, context, timestep) + self.get_noise()
 
 
+def _prediction(
+    policy: Policy, predictions: Mapping[str, Any], key: str, argument: str | None = None
+) -> Any:
+    """``predictions[key]``; a KeyError naming the outputs the model has (and the
+    policy argument that chose `key`) when it is missing."""
+    try:
+        return predictions[key]
+    except KeyError:
+        chosen = f" ({argument}={key!r})" if argument else ""
+        fix = f" Pass {argument}= one of them." if argument else ""
+        raise KeyError(
+            f"{type(policy).__name__}: the model's predictions have no {key!r}{chosen}; its "
+            f"outputs are {sorted(predictions)}.{fix}"
+        ) from None
+
+
 def _default_pack_fn(
     t2r_model: Any, state: Any, context: Any, timestep: int | None, samples: np.ndarray
 ) -> Mapping[str, Any]:
@@ -337,7 +354,7 @@ class CEMPolicy(Policy):
         return np.asarray(samples)[best], debug
 
     def _q_values(self, predictions: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(predictions[self._q_key]).reshape(-1)
+        return np.asarray(_prediction(self, predictions, self._q_key, "q_key")).reshape(-1)
 
     def select_action(self, state: Any, context: Any = None, timestep: int | None = None) -> Any:
         predictor = self._require_predictor()
@@ -382,7 +399,7 @@ class LSTMCEMPolicy(CEMPolicy):
         def objective_fn(samples: np.ndarray) -> np.ndarray:
             features = self.pack_fn(self._t2r_model, state, self._hidden_state, timestep, samples)
             predictions = predictor.predict(features)
-            hidden = np.asarray(predictions["lstm_hidden_state"])
+            hidden = np.asarray(_prediction(self, predictions, "lstm_hidden_state"))
             self._hidden_state_batch = hidden.reshape(-1, hidden.shape[-1])
             return self._q_values(predictions)
 

@@ -85,14 +85,16 @@ class AbstractPredictor(abc.ABC):
         load_newest: Callable[[], bool],
         timeout: float,
         poll_interval_secs: float,
-        what: str,
+        what: object,
     ) -> bool:
         """What `restore` does for predictors that wait for something to appear.
 
         `load_newest()` loads the newest model, returning False when there is
         none yet; it is retried every `poll_interval_secs` for up to `timeout`
         seconds. With `is_async` the waiting happens in a background thread and
-        this returns True at once.
+        this returns True at once. `what` says what was looked for in the
+        timeout warning (its ``str()`` is taken then, so it may describe what
+        is there).
         """
 
         def poll() -> bool:

@@ -50,6 +50,12 @@ class ExportedModelPredictor(AbstractPredictor):
       allow_cast: accept inputs of another dtype of the same kind (float64
         for float32); see `FeatureFeeder`.
       num_threads: if given, ``torch.set_num_threads`` (process-wide).
+      wait_for_export_dir: when `export_dir` does not exist, `restore` waits
+        up to `timeout` for it (a collector started before its trainer's first
+        export). By default a missing directory is an error at once (a typo
+        should not cost the timeout).
+      allow_nonfinite: accept NaN/infinite float inputs (refused by default;
+        see `FeatureFeeder`).
     """
 
     def __init__(
@@ -61,8 +67,12 @@ class ExportedModelPredictor(AbstractPredictor):
         device: str | torch.device = "cpu",
         allow_cast: bool = True,
         num_threads: int | None = None,
+        wait_for_export_dir: bool = False,
+        allow_nonfinite: bool = False,
     ) -> None:
         self._export_dir = Path(export_dir)
+        self._wait_for_export_dir = wait_for_export_dir
+        self._allow_nonfinite = allow_nonfinite
         self._timeout = float(timeout)
         self._poll_interval_secs = float(poll_interval_secs)
         self._device = torch.device(device)
@@ -94,7 +104,10 @@ class ExportedModelPredictor(AbstractPredictor):
     def _load(self, version: layout.ExportVersion) -> _Loaded:
         export = load_export(version, self._device)
         feeder = FeatureFeeder(
-            export.assets.feature_spec, export.input_names or None, self._allow_cast
+            export.assets.feature_spec,
+            export.input_names or None,
+            self._allow_cast,
+            allow_nonfinite=self._allow_nonfinite,
         )
         return _Loaded(export, feeder, export.program)
 
@@ -112,14 +125,51 @@ class ExportedModelPredictor(AbstractPredictor):
         tried. With `is_async`, loads in a background thread and returns True;
         `predict` keeps using the model already loaded until the new one is
         ready (and waits for it when none was loaded).
+
+        Raises:
+          FileNotFoundError: `export_dir` does not exist (unless
+            `wait_for_export_dir`); the message names the nearest existing
+            parent and what it holds.
+          ValueError: `export_dir` holds no versions but exporter
+            subdirectories that do (e.g. a model_dir holding
+            ``export/latest_exporter_numpy/<step>``); the message names them.
         """
+        self._check_export_dir()
         return self._restore_polling(
             is_async,
             self._load_newest,
             self._timeout,
             self._poll_interval_secs,
-            f"complete export in {self._export_dir}",
+            _LookedFor(self._export_dir),
         )
+
+    def _check_export_dir(self) -> None:
+        export_dir = self._export_dir
+        if not export_dir.exists():
+            if self._wait_for_export_dir:
+                return
+            parent = export_dir.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            raise FileNotFoundError(
+                f"Export directory {export_dir} does not exist (nearest existing parent: "
+                f"{parent}, holding {_entries(parent)}). Pass a directory of export versions, "
+                "e.g. <model_dir>/export/latest_exporter_numpy, or wait_for_export_dir=True "
+                "to wait for a trainer that has not exported yet."
+            )
+        if layout.is_complete_version(export_dir) or layout.list_versions(export_dir):
+            return
+        nested = _exporter_dirs(export_dir)
+        if nested:
+            listing = "; ".join(
+                f"{path.relative_to(export_dir)} (versions "
+                f"{', '.join(str(v.version) for v in versions[-5:])})"
+                for path, versions in nested
+            )
+            raise ValueError(
+                f"{export_dir} holds no export versions, but these subdirectories do: "
+                f"{listing}. Pass one of them as export_dir."
+            )
 
     def _load_newest(self) -> bool:
         while True:
@@ -202,3 +252,60 @@ class ExportedModelPredictor(AbstractPredictor):
     @property
     def model_path(self) -> str:
         return str(self._current().export.version.path)
+
+
+class _LookedFor:
+    """What `restore` waits for; described (with what is there) when it times out."""
+
+    def __init__(self, export_dir: Path) -> None:
+        self.export_dir = export_dir
+
+    def __str__(self) -> str:
+        return (
+            f"complete export version in {self.export_dir} (looked for integer-named "
+            f"subdirectories holding {layout.ASSETS_FILENAME}; it holds "
+            f"{_entries(self.export_dir)})"
+        )
+
+
+def _entries(directory: Path, limit: int = 10) -> str:
+    """A short listing of `directory` for messages."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        return f"nothing readable ({type(e).__name__})"
+    if not names:
+        return "nothing"
+    described = []
+    for name in names[:limit]:
+        path = directory / name
+        if layout.is_version_name(name) and path.is_dir() and not layout.is_complete_version(path):
+            described.append(f"{name}/ (incomplete: no {layout.ASSETS_FILENAME})")
+        else:
+            described.append(f"{name}/" if path.is_dir() else name)
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(described) + more
+
+
+def _exporter_dirs(root: Path, max_depth: int = 3) -> list[tuple[Path, list[layout.ExportVersion]]]:
+    """Subdirectories of `root` (down to `max_depth`) that hold complete versions."""
+    found = []
+    frontier = [root]
+    for _ in range(max_depth):
+        children = []
+        for directory in frontier:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.is_dir() or layout.is_version_name(entry.name):
+                    continue
+                path = Path(entry.path)
+                versions = layout.list_versions(path)
+                if versions:
+                    found.append((path, versions))
+                else:
+                    children.append(path)
+        frontier = children
+    return found

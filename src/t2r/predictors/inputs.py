@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from t2r.specs import (
     numpy_dtype,
 )
 from t2r.specs.extended_tensor_spec import format_shape
+
+logger = logging.getLogger(__name__)
 
 _KIND_NAMES = {
     "f": "float",
@@ -36,14 +39,29 @@ class FeatureFeeder:
     scalar, of shape ``spec.shape`` (one example: a batch dimension of 1 is
     added) or ``(B, *spec.shape)`` (sequence specs take a time dimension
     first: ``(T, ...)`` / ``(B, T, ...)``). Unknown spec dims match any size.
-    All inputs must have the same batch size. Entries the spec does not name
-    are ignored.
+    All inputs must have the same batch size. Inputs are keyed by the spec's
+    flat *paths* (``'state/gripper'``), not by the spec names records use
+    (``'gripper_pose'``); features keyed by names are an error that lists the
+    paths to use.
 
-    Dtypes must match the spec's (numpy data for bfloat16 specs is float32).
-    With `allow_cast`, values of another dtype of the same kind (float64 for a
-    float32 spec, int64 for int32) are cast; other dtypes (a float image for a
-    uint8 spec) are an error. Errors are `SpecError`s naming the key, the spec
-    name, and the expected and actual shape and dtype.
+    What is accepted, warned about, or refused:
+
+    * Dtypes must match the spec's (numpy data for bfloat16 specs is float32).
+      With `allow_cast`, arrays of another dtype of the same kind are cast:
+      float64 for a float32 spec, and integers for an integer spec when every
+      value survives the cast. Integer or bool *arrays* for a float spec are an
+      error (a uint8 image fed to a float spec would keep its 0..255 scale):
+      convert them on the client. Python scalars and lists have no dtype of
+      their own and take the spec's (ints for a float spec are fine).
+    * NaN or infinite values in float inputs are an error naming the key and
+      the first bad index, unless `allow_nonfinite` (an action computed from
+      NaN is NaN, and a robot should not receive it).
+    * Entries that are not inputs are ignored, with one warning per distinct
+      set of such keys (a misspelt optional feature would otherwise vanish
+      silently).
+
+    Errors are `SpecError`s naming the key, the spec name, and the expected and
+    actual shape and dtype.
     """
 
     def __init__(
@@ -51,6 +69,7 @@ class FeatureFeeder:
         feature_spec: Any,
         input_names: Sequence[str] | None = None,
         allow_cast: bool = True,
+        allow_nonfinite: bool = False,
     ) -> None:
         flat = flatten_spec_structure(feature_spec)
         if input_names is None:
@@ -59,6 +78,8 @@ class FeatureFeeder:
         if missing:
             raise SpecError(f"Inputs {missing} have no spec; the spec has {sorted(flat)}.")
         self.allow_cast = allow_cast
+        self.allow_nonfinite = allow_nonfinite
+        self._warned_extra: set[frozenset[str]] = set()
         self.input_names = tuple(input_names)
         self.spec = TensorSpecStruct((k, flat[k]) for k in self.input_names)
         self._entries = []
@@ -85,12 +106,14 @@ class FeatureFeeder:
                 raise SpecError(
                     f"Missing feature {key!r} (spec name {spec.name!r}): expected shape "
                     f"{format_shape(spec.shape)} dtype {dtype_name(spec.dtype)}; got features "
-                    f"{sorted(features)}.",
+                    f"{sorted(features)}.{self._names_hint(features)}",
                     key=key,
                     name=spec.name,
                     expected=spec,
                 )
             array = self._array(key, spec, dtype, value)
+            if not self.allow_nonfinite and array.dtype.kind in "fc":
+                self._check_finite(key, spec, array)
             if dims is not None:
                 if array.ndim == len(dims):
                     array = array[np.newaxis]
@@ -111,7 +134,46 @@ class FeatureFeeder:
                     name=spec.name,
                 )
             out[key] = array
+        self._warn_extra(features)
         return out
+
+    def _names_hint(self, features: Mapping[str, Any]) -> str:
+        """When `features` are keyed by spec names, the paths to feed instead."""
+        by_name = {spec.name: key for key, spec in self.spec.items() if spec.name}
+        if not any(k in by_name and by_name[k] != k for k in features):
+            return ""
+        paths = ", ".join(f"{name!r} -> {key!r}" for name, key in by_name.items())
+        return (
+            " The features are keyed by spec names; clients feed the spec's flat paths "
+            f"instead (spec name -> path to use: {paths})."
+        )
+
+    def _check_finite(self, key: str, spec: ExtendedTensorSpec, array: np.ndarray) -> None:
+        finite = np.isfinite(array)
+        if finite.all():
+            return
+        bad = np.argwhere(~finite)
+        first = tuple(int(i) for i in bad[0])
+        raise SpecError(
+            f"Non-finite input at {key!r} (spec name {spec.name!r}): {len(bad)} of "
+            f"{array.size} values are NaN or infinite, the first at index {first} "
+            f"({array[first]}). Predictors refuse them; pass allow_nonfinite=True to accept "
+            "them.",
+            key=key,
+            name=spec.name,
+        )
+
+    def _warn_extra(self, features: Mapping[str, Any]) -> None:
+        extra = frozenset(k for k in features if k not in self.spec)
+        if not extra or extra in self._warned_extra:
+            return
+        self._warned_extra.add(extra)
+        logger.warning(
+            "Ignoring features that are not inputs of this model: %s (inputs: %s). "
+            "This is logged once per set of such keys.",
+            sorted(extra),
+            list(self.input_names),
+        )
 
     def _array(self, key: str, spec: ExtendedTensorSpec, dtype: np.dtype, value: Any) -> np.ndarray:
         if isinstance(value, torch.Tensor):
@@ -129,8 +191,14 @@ class FeatureFeeder:
                 converted, array
             ):
                 return converted
-        elif self.allow_cast and np.can_cast(array.dtype, dtype, "same_kind"):
-            return array.astype(dtype)
+        elif (
+            self.allow_cast
+            and np.can_cast(array.dtype, dtype, "same_kind")
+            and not (dtype.kind in "fc" and array.dtype.kind in "biu")
+        ):
+            converted = array.astype(dtype)
+            if dtype.kind not in "iu" or np.array_equal(converted, array):
+                return converted
         raise self._mismatch("Dtype", key, spec, array)
 
     @staticmethod
@@ -142,6 +210,14 @@ class FeatureFeeder:
         hint = ""
         if what == "Dtype":
             hint = f" ({array.dtype.name} does not cast safely to {expected_kind} data)"
+            if expected_kind == "float" and array.dtype.kind in "biu":
+                hint = (
+                    f" (integer data is not cast to float implicitly: convert it on the "
+                    f"client, e.g. .astype(np.{numpy_dtype(spec.dtype).name}), scaled as the "
+                    "model expects)"
+                )
+            elif array.dtype.kind in "iu" and expected_kind.endswith("integer"):
+                hint = f" (values do not fit {numpy_dtype(spec.dtype).name})"
         return SpecError(
             f"{what} mismatch at {key!r} (spec name {spec.name!r}): expected shape {shape} "
             f"(or with a leading batch dimension) dtype {dtype_name(spec.dtype)}, got shape "
