@@ -133,12 +133,12 @@ def test_reads_tensor2robot_pbtxt(tmp_path):
     assert (reward.dtype, reward.dataset_key) == (torch.bfloat16, "d2")
 
 
-def test_pbtxt_string_dtype_is_a_clear_error(tmp_path):
+def test_pbtxt_unknown_dtype_enum_is_a_clear_error(tmp_path):
     path = tmp_path / "t2r_assets.pbtxt"
     path.write_text(
-        'feature_spec { key_value { key: "instruction" value { dtype: 7 name: "lang" } } }'
+        'feature_spec { key_value { key: "instruction" value { dtype: 21 name: "lang" } } }'
     )
-    with pytest.raises(SpecError, match="'instruction'.*string"):
+    with pytest.raises(SpecError, match="'instruction'.*unknown TF dtype enum 21"):
         load_t2r_assets_to_file(path)
 
 

@@ -31,6 +31,7 @@ from t2r.export import layout
 from t2r.modes import ModeKeys
 from t2r.specs import (
     ExtendedTensorSpec,
+    SpecError,
     TensorSpecStruct,
     dtype_name,
     filter_required_flat_tensor_spec,
@@ -96,9 +97,27 @@ def export_input_spec(t2r_model: AbstractT2RModel) -> TensorSpecStruct:
 
     Optional features are not fed to an exported program (as in Tensor2Robot's
     serving receivers); the model sees them as absent.
+
+    Raises:
+      SpecError: a required input is a string spec: an exported program takes
+        tensors only (torch has no strings).
     """
     flat = flatten_spec_structure(t2r_model.get_feature_specification_for_packing(ModeKeys.PREDICT))
-    return filter_required_flat_tensor_spec(flat)
+    required = filter_required_flat_tensor_spec(flat)
+    strings = [(key, spec.name) for key, spec in required.items() if spec.is_string]
+    if strings:
+        key, name = strings[0]
+        raise SpecError(
+            f"Cannot export {type(t2r_model).__name__}: its PREDICT input {key!r} (spec name "
+            f"{name!r}) is a string spec, and an exported program takes tensor inputs only "
+            f"(string inputs: {[k for k, _ in strings]}). Turn the strings into tensors on the "
+            "client (e.g. tokenize the instruction) and give the preprocessor a tensor spec for "
+            "them, or make the string spec optional in PREDICT (optional inputs are not fed "
+            "to an export).",
+            key=key,
+            name=name,
+        )
+    return required
 
 
 def example_inputs(
@@ -118,12 +137,13 @@ def example_inputs(
         if spec.is_sequence:
             shape.append(_EXAMPLE_TIME)
         shape += [_EXAMPLE_UNKNOWN_DIM if d is None else d for d in spec.shape]
-        if spec.dtype.is_floating_point:
-            inputs[key] = torch.rand(shape, generator=generator).to(spec.dtype)
-        elif spec.dtype == torch.uint8:
+        dtype = spec.torch_dtype
+        if dtype.is_floating_point:
+            inputs[key] = torch.rand(shape, generator=generator).to(dtype)
+        elif dtype == torch.uint8:
             inputs[key] = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
         else:
-            inputs[key] = torch.zeros(shape, dtype=spec.dtype)
+            inputs[key] = torch.zeros(shape, dtype=dtype)
     return inputs
 
 

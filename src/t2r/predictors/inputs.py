@@ -59,6 +59,8 @@ class FeatureFeeder:
     * Entries that are not inputs are ignored, with one warning per distinct
       set of such keys (a misspelt optional feature would otherwise vanish
       silently).
+    * String specs among the inputs raise SpecError at construction: inputs
+      are tensors, and an exported program takes no strings.
 
     Errors are `SpecError`s naming the key, the spec name, and the expected and
     actual shape and dtype.
@@ -83,6 +85,18 @@ class FeatureFeeder:
         self.input_names = tuple(input_names)
         self.spec = TensorSpecStruct((k, flat[k]) for k in self.input_names)
         self._entries = []
+        strings = [k for k in self.input_names if flat[k].is_string]
+        if strings:
+            key = strings[0]
+            raise SpecError(
+                f"Input {key!r} (spec name {flat[key].name!r}) is a string spec; predictors "
+                f"feed tensors only, as an exported program takes no strings (string "
+                f"inputs: {strings}). Turn the strings into tensors before predicting (e.g. "
+                "tokenize on the client) and export a model whose PREDICT spec takes those "
+                "tensors.",
+                key=key,
+                name=flat[key].name,
+            )
         for key in self.input_names:
             spec: ExtendedTensorSpec = flat[key]
             dims = (
@@ -242,7 +256,7 @@ def to_torch(
         elif not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)
         tensor = torch.from_numpy(array)
-        dtype = spec[key].dtype
+        dtype = spec[key].torch_dtype
         if tensor.dtype != dtype:
             tensor = tensor.to(dtype)
         if device is not None and device.type != "cpu":

@@ -209,5 +209,5 @@ class ImagePreprocessor(SpecTransformationPreprocessor):
             images = resize(convert_uint8_to_float(images), model_size)
             if train and self.distortion is not None:
                 images = self.distortion(images, self._generator)
-            features[key] = images.to(spec.dtype)
+            features[key] = images.to(spec.torch_dtype)
         return features, labels

@@ -6,6 +6,10 @@ A model declares the tensors it consumes and produces as `ExtendedTensorSpec`s
 them. Names and semantics follow ``tensor2robot.utils.tensorspec_utils``; code
 that did ``from tensor2robot.utils import tensorspec_utils`` can do
 ``from t2r import specs as tensorspec_utils``.
+
+String specs (T2R's ``tf.string``) have dtype `string` (also spelt ``'string'``,
+``bytes``, ``str``, ``np.object_``); their data is a numpy object array of
+``bytes``, never a torch tensor.
 """
 
 from __future__ import annotations
@@ -15,9 +19,19 @@ from t2r.specs.assets import (
     T2R_PBTXT_ASSETS_FILENAME,
     T2RAssets,
     load_t2r_assets_to_file,
+    t2r_assets_to_pbtxt,
     write_t2r_assets_to_file,
 )
-from t2r.specs.dtypes import as_torch_dtype, dtype_name, numpy_dtype
+from t2r.specs.dtypes import (
+    SpecDType,
+    StringDType,
+    as_spec_dtype,
+    as_torch_dtype,
+    dtype_name,
+    is_string_dtype,
+    numpy_dtype,
+    string,
+)
 from t2r.specs.errors import MissingKeyError, SpecError
 from t2r.specs.extended_tensor_spec import (
     ExtendedTensorSpec,
@@ -47,6 +61,7 @@ from t2r.specs.tensor_spec_struct import TensorSpecStruct
 from t2r.specs.tensors import (
     cast_bfloat16_to_float32,
     cast_float32_to_bfloat16,
+    is_string_array,
     make_constant_numpy,
     make_random_numpy,
     make_random_tensors,
@@ -60,10 +75,13 @@ __all__ = [
     "T2R_PBTXT_ASSETS_FILENAME",
     "ExtendedTensorSpec",
     "MissingKeyError",
+    "SpecDType",
     "SpecError",
+    "StringDType",
     "T2RAssets",
     "TensorSpecStruct",
     "add_sequence_length_specs",
+    "as_spec_dtype",
     "as_torch_dtype",
     "assert_equal",
     "assert_equal_spec_or_tensor",
@@ -78,6 +96,8 @@ __all__ = [
     "flatten_spec_structure",
     "is_encoded_image_spec",
     "is_flat_spec_or_tensors_structure",
+    "is_string_array",
+    "is_string_dtype",
     "load_t2r_assets_to_file",
     "make_constant_numpy",
     "make_random_numpy",
@@ -90,6 +110,8 @@ __all__ = [
     "pad_or_clip_tensor_to_spec_shape",
     "replace_dtype",
     "shapes_compatible",
+    "string",
+    "t2r_assets_to_pbtxt",
     "tensorspec_from_tensors",
     "to_tensors",
     "validate_and_flatten",

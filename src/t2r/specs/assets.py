@@ -3,7 +3,10 @@
 t2r writes them as JSON (``t2r_assets.json``), which keeps every spec field
 (unknown dims, is_sequence, dataset_key). Reading also accepts Tensor2Robot's
 text-format protobuf ``t2r_assets.pbtxt`` so that specs of existing T2R exports
-can be loaded; its message types are defined here at import time, without protoc.
+can be loaded, and `t2r_assets_to_pbtxt` writes that format for T2R's tools;
+its message types are defined here at import time, without protoc.
+
+String specs are ``"dtype": "string"`` in JSON and ``DT_STRING`` (7) in pbtxt.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 
 import t2r
 from t2r.atomic import atomic_write_text
-from t2r.specs.dtypes import TF_ENUM_TO_NAME
+from t2r.specs.dtypes import TF_ENUM_TO_NAME, dtype_name
 from t2r.specs.errors import SpecError
 from t2r.specs.extended_tensor_spec import ExtendedTensorSpec
 from t2r.specs.structure import flatten_spec_structure
@@ -178,13 +181,15 @@ def _build_t2r_proto_classes() -> dict[str, Any]:
 _T2R_PROTO = _build_t2r_proto_classes()
 
 
+_NAME_TO_TF_ENUM = {name: number for number, name in TF_ENUM_TO_NAME.items()}
+
+
 def _spec_from_proto(key: str, proto: Any, path: Path) -> ExtendedTensorSpec:
     dtype = TF_ENUM_TO_NAME.get(proto.dtype)
-    if dtype is None or dtype == "string":
-        what = "string" if dtype == "string" else f"unknown TF dtype enum {proto.dtype}"
+    if dtype is None:
         raise SpecError(
-            f"{path}: spec {key!r} (name {proto.name!r}) has {what}; t2r specs hold numeric "
-            "tensors (encoded images use a uint8 spec with data_format).",
+            f"{path}: spec {key!r} (name {proto.name!r}) has unknown TF dtype enum "
+            f"{proto.dtype}; t2r specs take {sorted(_NAME_TO_TF_ENUM.values())}.",
             key=key,
             name=proto.name or None,
         )
@@ -201,7 +206,13 @@ def _spec_from_proto(key: str, proto: Any, path: Path) -> ExtendedTensorSpec:
     ):
         if proto.HasField(field):
             kwargs[field] = getattr(proto, field)
-    return ExtendedTensorSpec(**kwargs)
+    if dtype == "string" and "varlen_default_value" in kwargs:
+        # T2R's proto holds a float default only; a string list pads with b"".
+        kwargs["varlen_default_value"] = b""
+    try:
+        return ExtendedTensorSpec(**kwargs)
+    except SpecError as e:
+        raise SpecError(f"{path}: spec {key!r}: {e}", key=key, name=e.name) from e
 
 
 def _load_pbtxt_assets(text: str, path: Path) -> T2RAssets:
@@ -223,3 +234,62 @@ def _load_pbtxt_assets(text: str, path: Path) -> T2RAssets:
         label_spec=struct(message.label_spec) if message.HasField("label_spec") else None,
         global_step=message.global_step,
     )
+
+
+def _spec_to_proto(key: str, spec: ExtendedTensorSpec, proto: Any) -> None:
+    if spec.shape is None:
+        raise SpecError(
+            f"Spec {key!r} (name {spec.name!r}) has unknown rank, which T2R's pbtxt cannot hold.",
+            key=key,
+            name=spec.name,
+        )
+    default = spec.varlen_default_value
+    if isinstance(default, bytes) and default:
+        raise SpecError(
+            f"Spec {key!r} (name {spec.name!r}): T2R's pbtxt holds float varlen defaults only, "
+            f"not {default!r} (b'' is written as 0.0 and read back as b'').",
+            key=key,
+            name=spec.name,
+        )
+    proto.shape.extend(-1 if d is None else d for d in spec.shape)
+    proto.dtype = _NAME_TO_TF_ENUM[dtype_name(spec.dtype)]
+    if spec.name is not None:
+        proto.name = spec.name
+    proto.is_optional = spec.is_optional
+    proto.is_extracted = spec.is_extracted
+    if spec.data_format is not None:
+        proto.data_format = spec.data_format
+    if spec.dataset_key:
+        proto.dataset_key = spec.dataset_key
+    if default is not None:
+        proto.varlen_default_value = 0.0 if isinstance(default, bytes) else float(default)
+
+
+def t2r_assets_to_pbtxt(t2r_assets: T2RAssets) -> str:
+    """The assets in Tensor2Robot's ``t2r_assets.pbtxt`` text format.
+
+    T2R's proto has fewer fields than t2r's specs: ``is_sequence`` and the
+    metadata are dropped, unknown dims are written as -1, a string spec's
+    varlen default (only ``b''`` fits) as 0.0. `load_t2r_assets_to_file` reads
+    the text back. String specs are written as ``DT_STRING`` (7), as T2R did.
+
+    Raises:
+      SpecError: a spec that T2R's proto cannot hold (unknown rank, a non-empty
+        bytes varlen default).
+    """
+    message = _T2R_PROTO["T2RAssets"]()
+    parts = [("feature_spec", t2r_assets.feature_spec)]
+    if t2r_assets.label_spec is not None:
+        parts.append(("label_spec", t2r_assets.label_spec))
+    for field, structure in parts:
+        target = getattr(message, field)
+        target.SetInParent()
+        for key, spec in flatten_spec_structure(structure).items():
+            if not isinstance(spec, ExtendedTensorSpec):
+                raise SpecError(
+                    f"{field} entry {key!r} must be a spec, got {type(spec).__name__}.", key=key
+                )
+            _spec_to_proto(key, spec, target.key_value[key])
+    message.global_step = int(t2r_assets.global_step)
+    text: str = text_format.MessageToString(message)
+    return text

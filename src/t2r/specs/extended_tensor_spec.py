@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-from t2r.specs.dtypes import ARRAY_TYPES, ArrayLike, as_torch_dtype, dtype_name, value_dtype
+from t2r.specs.dtypes import (
+    ARRAY_TYPES,
+    ArrayLike,
+    SpecDType,
+    StringDType,
+    as_spec_dtype,
+    dtype_name,
+    value_dtype,
+)
 from t2r.specs.errors import SpecError
 
 Shape = tuple[int | None, ...] | None
 ShapeLike = Iterable[int | None] | torch.Size | int | None
 
 ENCODED_IMAGE_FORMATS = ("jpeg", "png")
+
+# A variable-length feature's padding value: a number, or bytes for string specs.
+VarlenDefault = float | int | bytes | None
 
 
 def normalize_shape(shape: ShapeLike) -> Shape:
@@ -55,7 +68,10 @@ class ExtendedTensorSpec:
     Args:
       shape: dims without the batch dimension; list, tuple, torch.Size, an int
         (rank 1), or None for unknown rank. ``None`` (or -1) marks an unknown dim.
-      dtype: a torch dtype, numpy dtype/type, or a name such as ``'float32'``.
+      dtype: a torch dtype, numpy dtype/type, or a name such as ``'float32'``;
+        or the string dtype (T2R's ``tf.string``): `t2r.specs.string`,
+        ``'string'``, ``bytes``, ``str`` or ``np.object_``. String data is a
+        numpy object array of ``bytes``, never a torch tensor.
       name: the serialized feature name (the tf.train.Example key, the key a
         client feeds). Distinct from the struct path the model reads.
       is_optional: the tensor may be absent.
@@ -67,7 +83,8 @@ class ExtendedTensorSpec:
       dataset_key: which dataset the tensor comes from when several are zipped.
       varlen_default_value: the feature is a variable-length list padded with
         this value or clipped to ``shape[0]``. Needs rank 1, or rank 4
-        ``(T, H, W, C)`` for a list of encoded images.
+        ``(T, H, W, C)`` for a list of encoded images. For string specs it is
+        bytes (a str is stored UTF-8 encoded), e.g. ``b''``.
     """
 
     __slots__ = (
@@ -92,16 +109,40 @@ class ExtendedTensorSpec:
         is_extracted: bool = False,
         data_format: str | None = None,
         dataset_key: str | None = None,
-        varlen_default_value: float | int | None = None,
+        varlen_default_value: VarlenDefault = None,
     ) -> None:
         self._shape = normalize_shape(shape)
-        self._dtype = as_torch_dtype(dtype)
+        self._dtype = as_spec_dtype(dtype)
         self._name = name
         self._is_optional = bool(is_optional)
         self._is_sequence = bool(is_sequence)
         self._is_extracted = bool(is_extracted)
         self._data_format = data_format
         self._dataset_key = dataset_key or ""
+        if isinstance(self._dtype, StringDType):
+            if data_format is not None and data_format.lower() in ENCODED_IMAGE_FORMATS:
+                raise SpecError(
+                    f"Spec {name!r}: a string spec holds its bytes as they are stored and "
+                    f"cannot have data_format {data_format!r}. For decoded images use dtype "
+                    "uint8 with data_format; to keep images encoded, a string spec without "
+                    "data_format (or decode_images=False).",
+                    name=name,
+                )
+            if isinstance(varlen_default_value, str):
+                varlen_default_value = varlen_default_value.encode("utf-8")
+            if varlen_default_value is not None and not isinstance(varlen_default_value, bytes):
+                raise SpecError(
+                    f"Spec {name!r}: the varlen_default_value of a string spec must be bytes "
+                    f"or str, got {varlen_default_value!r}.",
+                    name=name,
+                )
+        elif isinstance(varlen_default_value, (bytes, str)):
+            raise SpecError(
+                f"Spec {name!r} of dtype {dtype_name(self._dtype)}: varlen_default_value must "
+                f"be a number, got {varlen_default_value!r} (bytes defaults are for string "
+                "specs).",
+                name=name,
+            )
         self._varlen_default_value = varlen_default_value
         if varlen_default_value is not None:
             rank = None if self._shape is None else len(self._shape)
@@ -124,8 +165,29 @@ class ExtendedTensorSpec:
         return self._shape
 
     @property
-    def dtype(self) -> torch.dtype:
+    def dtype(self) -> SpecDType:
+        """A torch dtype, or `t2r.specs.string` for byte strings."""
         return self._dtype
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype, for code that makes tensors; string specs raise SpecError.
+
+        Raises:
+          SpecError: the spec is a string spec (its data is never a tensor).
+        """
+        if isinstance(self._dtype, StringDType):
+            raise SpecError(
+                f"Spec {self._name!r} is a string spec: its data is a numpy object array of "
+                "bytes, never a torch tensor.",
+                name=self._name,
+            )
+        return self._dtype
+
+    @property
+    def is_string(self) -> bool:
+        """Whether this spec describes byte strings (numpy object arrays of bytes)."""
+        return isinstance(self._dtype, StringDType)
 
     @property
     def name(self) -> str | None:
@@ -152,7 +214,7 @@ class ExtendedTensorSpec:
         return self._dataset_key
 
     @property
-    def varlen_default_value(self) -> float | int | None:
+    def varlen_default_value(self) -> VarlenDefault:
         return self._varlen_default_value
 
     @property
@@ -177,7 +239,7 @@ class ExtendedTensorSpec:
         data_format: str | None = None,
         dataset_key: str | None = None,
         batch_size: int | None = None,
-        varlen_default_value: float | int | None = None,
+        varlen_default_value: VarlenDefault = None,
     ) -> ExtendedTensorSpec:
         """A copy of `spec` with the given fields replaced.
 
@@ -284,7 +346,7 @@ class ExtendedTensorSpec:
             "is_extracted": self._is_extracted,
             "data_format": self._data_format,
             "dataset_key": self._dataset_key,
-            "varlen_default_value": self._varlen_default_value,
+            "varlen_default_value": _varlen_default_to_json(self._varlen_default_value),
         }
 
     @classmethod
@@ -296,7 +358,34 @@ class ExtendedTensorSpec:
             raise SpecError(f"Unknown ExtendedTensorSpec fields {sorted(unknown)} in {data!r}.")
         if "shape" not in data or "dtype" not in data:
             raise SpecError(f"An ExtendedTensorSpec needs 'shape' and 'dtype', got {data!r}.")
+        data = dict(data)
+        default = data.get("varlen_default_value")
+        if isinstance(default, dict):
+            data["varlen_default_value"] = _varlen_default_from_json(default, data)
         return cls(**data)
+
+
+def _varlen_default_to_json(value: VarlenDefault) -> Any:
+    """Numbers as they are; bytes as text when UTF-8, else ``{"base64": ...}``."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def _varlen_default_from_json(value: dict[str, Any], data: dict[str, Any]) -> bytes:
+    try:
+        if set(value) != {"base64"}:
+            raise ValueError(f"unknown keys {sorted(value)}")
+        return base64.b64decode(value["base64"], validate=True)
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise SpecError(
+            f"Spec {data.get('name')!r}: varlen_default_value {value!r} is neither a number, "
+            f'text, nor {{"base64": "..."}}: {e}.',
+            name=data.get("name"),
+        ) from e
 
 
 def shapes_compatible(expected: Shape, actual: Shape) -> bool:

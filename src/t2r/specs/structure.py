@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-from t2r.specs.dtypes import ARRAY_TYPES, dtype_matches, value_dtype
+from t2r.specs.dtypes import ARRAY_TYPES, dtype_matches, find_non_string, value_dtype
 from t2r.specs.errors import SpecError
 from t2r.specs.extended_tensor_spec import ExtendedTensorSpec, format_shape
 from t2r.specs.tensor_spec_struct import TensorSpecStruct, is_namedtuple
@@ -220,7 +221,8 @@ def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = No
 
     Unknown dims of `expected` match any size. If `expected` is a sequence spec
     and `actual` a tensor (or extracted spec), the time dimension of `actual` is
-    ignored.
+    ignored. String specs take numpy object arrays whose elements are bytes (or
+    str), and bytes or str arrays.
     """
     expected_spec = ExtendedTensorSpec.to_spec(expected)
     actual_spec = ExtendedTensorSpec.to_spec(actual)
@@ -235,10 +237,11 @@ def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = No
         and len(expected_spec.shape) == len(actual_spec.shape)
         and all(e is None or e == a for e, a in zip(expected_spec.shape, actual_spec.shape))
     )
-    if dtype_ok and shape_ok:
-        return
     name = expected_spec.name
     where = f"{key!r} (spec name {name!r})" if key is not None else f"spec {name!r}"
+    if dtype_ok and shape_ok:
+        _check_string_elements(expected_spec, actual, where, key)
+        return
     what = "dtype" if shape_ok else ("shape" if dtype_ok else "shape and dtype")
     raise SpecError(
         f"{what.capitalize()} mismatch at {where}: expected {describe(expected_spec)}, "
@@ -248,6 +251,25 @@ def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = No
         expected=expected_spec,
         actual=actual_spec,
     )
+
+
+def _check_string_elements(
+    expected: ExtendedTensorSpec, actual: Any, where: str, key: str | None
+) -> None:
+    """Raises unless an object array for a string spec holds only bytes or str."""
+    if not expected.is_string or not isinstance(actual, (np.ndarray, np.generic)):
+        return
+    bad = find_non_string(actual)
+    if bad is not None:
+        index, item = bad
+        raise SpecError(
+            f"Dtype mismatch at {where}: a string spec takes bytes or str elements, got "
+            f"{type(item).__name__} {item!r} at index {index} of an object array "
+            f"({describe(actual)}).",
+            key=key,
+            name=expected.name,
+            expected=expected,
+        )
 
 
 def assert_equal(expected: Any, actual: Any, ignore_batch: bool = False) -> None:
@@ -278,6 +300,9 @@ def assert_required(expected_spec: Any, actual: Any, ignore_batch: bool = False)
     flat_expected = flatten_spec_structure(expected_spec)
     present = TensorSpecStruct((k, v) for k, v in flat_expected.items() if k in packed)
     assert_equal(present, packed, ignore_batch)
+    for key, spec in present.items():
+        if isinstance(spec, ExtendedTensorSpec):
+            _check_string_elements(spec, packed[key], f"{key!r} (spec name {spec.name!r})", key)
 
 
 def validate_and_flatten(

@@ -67,11 +67,17 @@ def seed_everything(seed: int) -> None:
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors (and numeric arrays) on `device`; string arrays stay numpy."""
     if batch is None:
         return None
     non_blocking = device.type == "cuda"
     return specs.map_structure(
-        lambda t: torch.as_tensor(t).to(device, non_blocking=non_blocking), batch
+        lambda t: (
+            t
+            if specs.is_string_array(t)
+            else torch.as_tensor(t).to(device, non_blocking=non_blocking)
+        ),
+        batch,
     )
 
 
