@@ -15,15 +15,21 @@ How each spec is read (``B`` is the batch, ``T`` the longest sequence in it):
   values, parsed to ``(B, *shape)``.
 * uint8 specs that are not images: an int64_list (or a single bytes value of
   ``prod(shape)`` raw bytes), parsed to ``(B, *shape)``.
+* string specs (dtype ``t2r.specs.string``, T2R's ``tf.string``): a bytes_list
+  of ``prod(shape)`` values, parsed to a numpy object array of ``bytes`` of
+  shape ``(B, *shape)``, the values TensorFlow's parser gives. Strings never
+  become torch tensors: they stay numpy in the batch (outside the batch buffer)
+  for a preprocessor to turn into tensors.
 * ``data_format`` 'jpeg' / 'png' specs of shape ``(H, W, C)``: a bytes_list with
   one encoded image, decoded to ``(B, H, W, C)`` uint8 or uint16. Shape
   ``(N, H, W, C)``: N encoded images, decoded to ``(B, N, H, W, C)``.
 * ``varlen_default_value`` specs of shape ``(L,)`` (or ``(L, H, W, C)`` image
-  lists): any number of values (images), padded with the default or clipped to
-  ``(B, L)`` (``(B, L, H, W, C)``).
+  lists): any number of values (images), padded with the default (bytes, e.g.
+  ``b''``, for string specs) or clipped to ``(B, L)`` (``(B, L, H, W, C)``).
 * ``is_sequence`` specs: a SequenceExample feature_list with one Feature per step,
   each holding what the rules above say for one step; parsed to
-  ``(B, T, *shape)``, zero-padded (zero images) after each record's last step.
+  ``(B, T, *shape)``, zero-padded (zero images, ``b''`` for strings) after each
+  record's last step.
 * a scalar integer spec named ``<name>_length`` beside a sequence spec
   ``<name>``: computed, never read: the ``(B,)`` unpadded lengths.
 
@@ -56,6 +62,9 @@ Semantics and choices (see also ``docs/migrating_from_t2r.md``):
 * Missing features: a missing required feature raises DataError naming it. An
   optional feature missing from every record of a batch is left out of the
   output; missing from only some, it raises DataError (a batch is rectangular).
+* A record whose feature has another kind than the spec's (a bytes_list for a
+  float spec, an int64_list for a string spec) raises DataError naming the
+  feature, the record and both kinds.
 * ``decode_images=False`` leaves images encoded: numpy object arrays of bytes,
   ``(B,)``, ``(B, N)`` or ``(B, T)`` (empty bytes where padded), e.g. to decode
   them on a GPU later.
@@ -195,7 +204,9 @@ class _Field:
             else:
                 self.item_shape = self.shape
         else:
-            if self.np_dtype.kind in "fc" or spec.dtype == torch.bfloat16:
+            if spec.is_string:
+                self.list_kind = _BYTES
+            elif self.np_dtype.kind in "fc" or spec.dtype == torch.bfloat16:
                 self.list_kind = _FLOAT
             elif self.np_dtype.kind in "iub":
                 self.list_kind = _INT
@@ -318,7 +329,13 @@ class _Field:
                 self._decode_into(values[j], target[j], index)
 
     def _to_dtype(self, values: list[Any] | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """Parsed numbers (float32 or int64 as stored) as an array of the spec's dtype."""
+        """Parsed values (float32, int64 or bytes as stored) as an array of the spec's dtype."""
+        if self.list_kind == _BYTES:  # a string spec: an object array of bytes
+            if isinstance(values, np.ndarray):
+                return values.reshape(shape)
+            strings = np.empty(len(values), dtype=object)
+            strings[:] = values
+            return strings.reshape(shape)
         if self.list_kind == _FLOAT:
             floats = np.asarray(values, dtype=np.float32).reshape(shape)
             return floats.astype(self.np_dtype, copy=False)
@@ -352,12 +369,12 @@ class _Field:
             return
         if self.varlen:
             limit = self.shape[0]
-            stored = np.float32 if self.list_kind == _FLOAT else np.int64
+            stored = {_FLOAT: np.float32, _INT: np.int64, _BYTES: object}[self.list_kind]
             padded = np.full(out.shape, self.default, dtype=stored)
             for i, feature in enumerate(features):
                 values = self._values(feature, i, None)[:limit]
                 if len(values):
-                    padded[i, : len(values)] = values
+                    padded[i, : len(values)] = list(values)
             out[...] = self._to_dtype(padded, out.shape)
             return
         flat: list[Any] = []
@@ -389,7 +406,7 @@ class _Field:
             return
         count = self.count
         flat: list[Any] = []
-        pad = [0] * count
+        pad = [b"" if self.list_kind == _BYTES else 0] * count
         for i, steps in enumerate(steps_per_record):
             for t, feature in enumerate(steps):
                 values = self._values(feature, i, t)
@@ -753,10 +770,10 @@ def create_parse_tf_example_fn(
 
     Tensor2Robot's ``tfdata.create_parse_tf_example_fn``: the returned callable maps
     a list of serialized records (or ``{dataset_key: records}`` for zipped
-    datasets) to ``(features, labels)`` TensorSpecStructs of batched torch tensors,
-    keyed by the spec paths; only ``features`` when ``label_spec`` is None. See the
-    module docstring for how each kind of spec is read; specs whose name is None
-    are not parsed.
+    datasets) to ``(features, labels)`` TensorSpecStructs of batched torch tensors
+    (numpy object arrays of bytes for string specs), keyed by the spec paths;
+    only ``features`` when ``label_spec`` is None. See the module docstring for
+    how each kind of spec is read; specs whose name is None are not parsed.
 
     Args:
         feature_spec: a spec structure for the features.

@@ -7,6 +7,7 @@ with the same specs (here and in TensorFlow).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,47 @@ from t2r.data.parsing import build_plan, flat_specs
 from t2r.specs import (
     ExtendedTensorSpec,
     SpecError,
+    TensorSpecStruct,
     flatten_spec_structure,
     is_encoded_image_spec,
 )
 from t2r.specs.extended_tensor_spec import format_shape
 
 __all__ = ["SerializeTFExampleFn", "create_serialize_tf_example_fn"]
+
+
+def _bare_strings_as_arrays(structure: Any) -> Any:
+    """Mappings with bare ``bytes`` / ``str`` values turned into 0-d object arrays."""
+    if isinstance(structure, (bytes, str)):
+        array = np.empty((), dtype=object)
+        array[()] = structure
+        return array
+    if isinstance(structure, Mapping) and not isinstance(structure, TensorSpecStruct):
+        return {key: _bare_strings_as_arrays(value) for key, value in structure.items()}
+    if isinstance(structure, TensorSpecStruct):
+        return TensorSpecStruct(
+            (key, _bare_strings_as_arrays(value)) for key, value in structure.items()
+        )
+    return structure
+
+
+def _string_values(path: str, spec: ExtendedTensorSpec, value: Any) -> list[bytes]:
+    """The elements of string data as bytes (str is UTF-8 encoded)."""
+    out = []
+    for item in np.asarray(value, dtype=object).reshape(-1):
+        if isinstance(item, bytes):
+            out.append(bytes(item))
+        elif isinstance(item, str):
+            out.append(item.encode("utf-8"))
+        else:
+            raise SpecError(
+                f"Cannot serialize {path!r} (spec name {spec.name!r}): a string spec takes "
+                f"bytes or str values, got {type(item).__name__} {item!r}.",
+                key=path,
+                name=spec.name,
+                expected=spec,
+            )
+    return out
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -87,6 +123,8 @@ class SerializeTFExampleFn:
     ) -> None:
         if is_encoded_image_spec(spec):
             feature.bytes_list.value.extend(self._encode_images(path, spec, value))
+        elif spec.is_string:
+            feature.bytes_list.value.extend(_string_values(path, spec, value))
         elif spec.dtype.is_floating_point or spec.dtype.is_complex:
             feature.float_list.value.extend(value.reshape(-1).astype(np.float32).tolist())
         else:
@@ -119,6 +157,8 @@ class SerializeTFExampleFn:
             )
 
     def __call__(self, features: Any, labels: Any = None) -> bytes | dict[str, bytes]:
+        features = _bare_strings_as_arrays(features)
+        labels = _bare_strings_as_arrays(labels)
         values = dict(flatten_spec_structure(features).items())
         label_values = dict(flatten_spec_structure(labels).items()) if labels is not None else {}
         messages: dict[str, Any] = {}
@@ -189,6 +229,9 @@ def create_serialize_tf_example_fn(
     are SequenceExamples (non-sequence specs in the context) when any spec of the
     dataset is a sequence. TensorFlow parses them with the equivalent
     ``FixedLenFeature`` / ``VarLenFeature`` / ``FixedLenSequenceFeature`` spec.
+    String specs take numpy arrays of bytes or str (object, ``np.bytes_`` or
+    ``np.str_`` arrays; bare ``bytes`` / ``str`` values in a mapping too) and
+    write a bytes_list, str UTF-8 encoded; other values raise SpecError.
     Varlen values are written unpadded; a ``<name>_length`` value clips the
     sequence ``<name>`` to that many steps.
     """
