@@ -13,10 +13,10 @@ from torch import nn
 
 from t2r import specs
 from t2r.data import DefaultRecordInputGenerator, TFRecordWriter, create_serialize_tf_example_fn
-from t2r.export import export_input_spec
+from t2r.export import export_input_spec, export_saved_model
 from t2r.models import RegressionModel
 from t2r.modes import ModeKeys
-from t2r.predictors import CheckpointPredictor, FeatureFeeder
+from t2r.predictors import CheckpointPredictor, ExportedModelPredictor, FeatureFeeder
 from t2r.preprocessors import AbstractPreprocessor
 from t2r.testing import T2RModelFixture
 from t2r.train import latest_checkpoint, train_eval_model
@@ -159,3 +159,51 @@ def test_exports_and_predictors_refuse_string_inputs(tmp_path: Path) -> None:
         FeatureFeeder(packing)
     with pytest.raises(specs.SpecError, match="'instruction'.*natural_language_instruction"):
         CheckpointPredictor(model, tmp_path)
+
+
+class EpisodeTaggedRegression(RegressionModel):
+    """Reads x; its features also carry an episode id (bytes) that it ignores.
+
+    The id passes through the (no-op) preprocessor to the model as a numpy
+    object array. It is optional in PREDICT, so an export does not take it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.head = nn.Linear(3, 2)
+        self.seen_ids: list[Any] = []
+
+    def get_feature_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            x=specs.ExtendedTensorSpec((3,), torch.float32, name="x"),
+            episode_id=specs.ExtendedTensorSpec(
+                (), bytes, name="episode_id", is_optional=mode == ModeKeys.PREDICT
+            ),
+        )
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            target=specs.ExtendedTensorSpec((2,), torch.float32, name="target")
+        )
+
+    def a_func(self, features, mode, config=None, params=None):
+        if features.get("episode_id") is not None:
+            self.seen_ids.append(features.episode_id)
+        return {"inference_output": self.head(features.x)}
+
+
+def test_strings_pass_through_preprocessors_and_stay_out_of_exports(tmp_path: Path) -> None:
+    model = EpisodeTaggedRegression()
+    T2RModelFixture(tmp_path / "model").random_train(model)
+    assert model.seen_ids, "the model never saw the episode ids"
+    ids = model.seen_ids[0]
+    assert isinstance(ids, np.ndarray) and ids.dtype == object and ids.shape == (2,)
+    assert all(isinstance(v, bytes) for v in ids)
+
+    assert list(export_input_spec(model)) == ["x"]
+    export_saved_model(model, tmp_path / "export", global_step=2)
+    predictor = ExportedModelPredictor(tmp_path / "export", timeout=5)
+    predictor.restore()
+    outputs = predictor.predict({"x": np.ones((1, 3), np.float32)})
+    expected = model.head(torch.ones(1, 3)).detach().numpy()
+    np.testing.assert_allclose(outputs["inference_output"], expected, rtol=1e-6)
