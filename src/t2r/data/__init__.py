@@ -8,10 +8,14 @@
   ``create_parse_tf_example_fn(feature_spec, label_spec)`` turns a batch of
   serialized records into ``(features, labels)`` TensorSpecStructs of torch
   tensors; ``create_serialize_tf_example_fn`` writes records TensorFlow reads.
+* Data sources (:mod:`t2r.data.sources`): the small protocol a format
+  implements (list units, read one, its length); TFRecord files, in-memory
+  arrays and a growing replay directory implement it.
 * Input generators (:mod:`t2r.data.input_generators`), Tensor2Robot's names:
   ``DefaultRecordInputGenerator`` and friends, on torch DataLoaders that shard
-  files over workers and ranks (:mod:`t2r.data.pipeline`); random and constant
-  data made from the specs.
+  units over workers and ranks (:mod:`t2r.data.pipeline`); any source through
+  ``SourceInputGenerator``; ``ReplayInputGenerator`` over a replay directory;
+  random and constant data made from the specs.
 """
 
 from __future__ import annotations
@@ -38,15 +42,19 @@ from t2r.data.input_generators import (
     FractionalRecordInputGenerator,
     GeneratorInputGenerator,
     MultiEvalRecordInputGenerator,
+    ReplayInputGenerator,
+    SourceInputGenerator,
     WeightedRecordInputGenerator,
     get_multi_eval_name,
 )
 from t2r.data.parsing import ParseTFExampleFn, create_parse_tf_example_fn
 from t2r.data.pipeline import BatchIterable, RecordBatchDataset, resolve_rank_and_world_size
 from t2r.data.serializing import SerializeTFExampleFn, create_serialize_tf_example_fn
+from t2r.data.sources import DataSource, InMemorySource, ReplayDirectorySource, TFRecordSource
 from t2r.data.tfrecord import (
     ReadStats,
     TFRecordWriter,
+    count_tfrecords,
     expand_file_patterns,
     read_tfrecord,
     read_tfrecord_with_offsets,
@@ -57,6 +65,7 @@ __all__ = [
     "BatchIterable",
     "BytesList",
     "DataError",
+    "DataSource",
     "DefaultConstantInputGenerator",
     "DefaultRandomInputGenerator",
     "DefaultRecordInputGenerator",
@@ -68,15 +77,21 @@ __all__ = [
     "FloatList",
     "FractionalRecordInputGenerator",
     "GeneratorInputGenerator",
+    "InMemorySource",
     "Int64List",
     "MultiEvalRecordInputGenerator",
     "ParseTFExampleFn",
     "ReadStats",
     "RecordBatchDataset",
+    "ReplayDirectorySource",
+    "ReplayInputGenerator",
     "SequenceExample",
     "SerializeTFExampleFn",
+    "SourceInputGenerator",
+    "TFRecordSource",
     "TFRecordWriter",
     "WeightedRecordInputGenerator",
+    "count_tfrecords",
     "create_parse_tf_example_fn",
     "create_serialize_tf_example_fn",
     "decode_image",

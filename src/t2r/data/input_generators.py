@@ -13,6 +13,8 @@ generator                                 data
 :class:`FractionalRecordInputGenerator`   the first fraction of those files
 :class:`WeightedRecordInputGenerator`     several file groups, sampled with weights
 :class:`MultiEvalRecordInputGenerator`    one of several named eval sets (or all)
+:class:`SourceInputGenerator`             any :class:`t2r.data.sources.DataSource`
+:class:`ReplayInputGenerator`             a replay directory that keeps growing
 :class:`DefaultRandomInputGenerator`      random data made from the specs
 :class:`DefaultConstantInputGenerator`    constant data made from the specs
 ========================================  ==============================================
@@ -32,6 +34,7 @@ twice per pass (see :mod:`t2r.data.pipeline`).
 from __future__ import annotations
 
 import abc
+import copy
 import json
 import logging
 import os
@@ -51,6 +54,7 @@ from t2r.data.pipeline import (
     _no_convert,
     resolve_rank_and_world_size,
 )
+from t2r.data.sources import DataSource, ReplayDirectorySource, TFRecordSource
 from t2r.data.tfrecord import expand_file_patterns
 from t2r.modes import ModeKeys
 from t2r.specs import (
@@ -70,6 +74,8 @@ __all__ = [
     "FractionalRecordInputGenerator",
     "GeneratorInputGenerator",
     "MultiEvalRecordInputGenerator",
+    "ReplayInputGenerator",
+    "SourceInputGenerator",
     "WeightedRecordInputGenerator",
     "get_multi_eval_name",
 ]
@@ -97,6 +103,7 @@ class AbstractInputGenerator(abc.ABC):
         self._feature_spec: Any = None
         self._label_spec: Any = None
         self._preprocess_fn: PreprocessFn | None = None
+        self._default_seed: int | None = None
 
     @property
     def batch_size(self) -> int:
@@ -138,6 +145,16 @@ class AbstractInputGenerator(abc.ABC):
         feature_spec = preprocessor.get_in_feature_specification(mode)
         label_spec = preprocessor.get_in_label_specification(mode)
         self.set_feature_specifications(feature_spec, label_spec)
+
+    def set_default_seed(self, seed: int | None) -> None:
+        """The seed to use when the generator was given none (the run's seed).
+
+        ``train_eval_model`` calls this with its ``seed`` (or the one stored in the
+        checkpoint it resumes from), so a generator built without ``seed=`` (as
+        Tensor2Robot configs build them) shuffles alike in every rank, DataLoader
+        worker and restart. A seed given to the constructor wins.
+        """
+        self._default_seed = None if seed is None else int(seed)
 
     def set_preprocess_fn(self, preprocess_fn: PreprocessFn | None) -> None:
         """A function ``(features, labels) -> (features, labels)`` applied to each batch.
@@ -254,10 +271,29 @@ class _RecordInputGenerator(AbstractInputGenerator):
         return self._label
 
     def _sources(self, mode: str) -> Any:
-        """``{dataset_key: files}`` (or groups of files, with `_weights`)."""
+        """``{dataset_key: source or files}`` (or a list of them, with `_weights`)."""
         raise NotImplementedError
 
     _weights: Sequence[float] | None = None
+    _refresh_secs: float | None = None
+
+    def _make_parse_fn(self, sources: Any) -> Any:
+        """Records -> ``(features, labels)``: TFRecord parsing unless a source says else."""
+        every = list(sources.values()) if isinstance(sources, Mapping) else list(sources)
+        custom = [
+            s for s in every if isinstance(s, DataSource) and not isinstance(s, TFRecordSource)
+        ]
+        if custom:
+            return custom[0].make_parse_fn(
+                self._feature_spec, self._label_spec, self._decode_images
+            )
+        return ParseTFExampleFn(self._feature_spec, self._label_spec, self._decode_images)
+
+    def _resolve_seed(self, training: bool, world_size: int) -> int:
+        seed = self._seed if self._seed is not None else self._default_seed
+        if not training:
+            return int(seed or 0)
+        return _agree_on_seed(seed, world_size)
 
     def create_dataset(self, mode: str) -> BatchIterable:
         """A :class:`BatchIterable` of ``(features, labels)`` batches for `mode`."""
@@ -266,13 +302,12 @@ class _RecordInputGenerator(AbstractInputGenerator):
         training = mode == ModeKeys.TRAIN
         sources = self._sources(mode)
         rank, world_size = resolve_rank_and_world_size(self._rank, self._world_size)
-        seed = _agree_on_seed(self._seed, world_size) if training else int(self._seed or 0)
+        seed = self._resolve_seed(training, world_size)
         single_pass = not training and self._eval_single_pass
-        parse_fn = ParseTFExampleFn(self._feature_spec, self._label_spec, self._decode_images)
         stats = SharedReadStats(self._multiprocessing_context)
         dataset = RecordBatchDataset(
             sources,
-            parse_fn,
+            self._make_parse_fn(sources),
             self.batch_size,
             shuffle=training,
             repeat=not single_pass,
@@ -293,6 +328,7 @@ class _RecordInputGenerator(AbstractInputGenerator):
                 if self._recycle_buffers is None
                 else self._recycle_buffers
             ),
+            refresh_secs=self._refresh_secs,
         )
         workers = self._num_workers
         loader_kwargs: dict[str, Any] = {
@@ -304,7 +340,20 @@ class _RecordInputGenerator(AbstractInputGenerator):
             loader_kwargs["prefetch_factor"] = self._prefetch_factor
             loader_kwargs["persistent_workers"] = self._persistent_workers
             loader_kwargs["multiprocessing_context"] = self._multiprocessing_context
-        loader = torch.utils.data.DataLoader(dataset, **loader_kwargs)
+
+        def loader_for(data: RecordBatchDataset) -> torch.utils.data.DataLoader:
+            # Its own generator: starting an iterator (which draws the workers' base
+            # seed) never touches the global torch RNG a model trains with.
+            generator = torch.Generator().manual_seed(seed)
+            return torch.utils.data.DataLoader(data, generator=generator, **loader_kwargs)
+
+        loader = loader_for(dataset)
+
+        def iterator_from(position: int) -> Iterator[Any]:
+            resumed = copy.copy(dataset)
+            resumed.start_batch = position
+            return iter(loader_for(resumed))
+
         name = self._label or type(self).__name__
         logger.info(
             "%s (%s): %s, batch %d, %d workers, rank %d of %d%s.",
@@ -324,15 +373,17 @@ class _RecordInputGenerator(AbstractInputGenerator):
             single_pass=single_pass,
             dataloader=loader,
             pin_memory=self._pin_memory,
+            make_iterator_from=None if single_pass else iterator_from,
         )
 
 
 def _describe_sources(sources: Any) -> str:
+    def describe(value: Any) -> str:
+        return repr(value) if isinstance(value, DataSource) else f"{len(value)} files"
+
     if isinstance(sources, Mapping):
-        return ", ".join(
-            f"{key or 'default'}: {len(files)} files" for key, files in sources.items()
-        )
-    return ", ".join(f"group {i}: {len(files)} files" for i, files in enumerate(sources))
+        return ", ".join(f"{key or 'default'}: {describe(v)}" for key, v in sources.items())
+    return ", ".join(f"group {i}: {describe(v)}" for i, v in enumerate(sources))
 
 
 class DefaultRecordInputGenerator(_RecordInputGenerator):
@@ -463,6 +514,114 @@ class WeightedRecordInputGenerator(_RecordInputGenerator):
 
     def _sources(self, mode: str) -> Any:
         return [expand_file_patterns(group) for group in self._groups]
+
+
+class SourceInputGenerator(_RecordInputGenerator):
+    """Batches from any :class:`t2r.data.sources.DataSource`, through the shared pipeline.
+
+    Sharding over workers and ranks, seeded shuffling, the input position and
+    batching into spec-shaped tensors are the pipeline's (see
+    :mod:`t2r.data.pipeline`); the source only lists and reads its units and
+    makes the parse fn (see :mod:`t2r.data.sources`).
+
+    Args:
+        source: the data source; or ``{dataset_key: source}`` to zip several
+            (their parse fn must then accept ``{dataset_key: examples}``, as
+            TFRecord parsing does).
+        batch_size: examples per batch.
+        refresh_secs: growing sources: list the units again this often within a
+            pass (None: at the start of every pass only).
+        Other arguments as for :class:`DefaultRecordInputGenerator`.
+    """
+
+    def __init__(
+        self,
+        source: DataSource | Mapping[str, DataSource],
+        batch_size: int = 32,
+        *,
+        refresh_secs: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
+        self._source = dict(source) if isinstance(source, Mapping) else {"": source}
+        for key, value in self._source.items():
+            if not isinstance(value, DataSource):
+                raise TypeError(
+                    f"Source {key or 'default'!r} is a {type(value).__name__}, not a DataSource "
+                    "(units, read, length, make_parse_fn, growing)."
+                )
+        if refresh_secs is not None and refresh_secs <= 0:
+            raise ValueError(f"refresh_secs must be positive or None, got {refresh_secs}.")
+        self._refresh_secs = refresh_secs
+
+    @property
+    def source(self) -> DataSource | dict[str, DataSource]:
+        return self._source[""] if list(self._source) == [""] else dict(self._source)
+
+    def _sources(self, mode: str) -> Any:
+        return dict(self._source)
+
+
+class ReplayInputGenerator(SourceInputGenerator):
+    """Training input over a replay directory that collectors keep adding files to.
+
+    Every pass lists the directory again (and, within a pass, every
+    ``refresh_secs``), so files published after the learner started are read
+    within ``refresh_secs`` (plus the batches already prefetched). Only complete
+    files are read: writers publish by atomic rename and temporary names are
+    never listed (:class:`t2r.data.sources.ReplayDirectorySource`).
+
+    Sampling: each pass reads every file listed at its start, and each file
+    that appears during it, exactly once, in a shuffled order, interleaving
+    ``cycle_length`` files and shuffling in a buffer; so over passes every
+    transition seen is drawn equally often (uniform over the transitions seen),
+    newer ones starting later. With ``max_files``, only the newest that many
+    files are listed: uniform over a FIFO window of recent transitions
+    (recency-weighted as a step).
+
+    Sharding: every worker and rank reads every file and keeps the records that
+    fall on it (by index and a hash of the file name), so shards agree without
+    communication however the directory grows; reading (not decoding) is
+    repeated per shard. Resume: the order cannot be rebuilt once the directory
+    changed; a resumed learner starts a new pass (docs/training.md).
+
+    Args:
+        replay_dir: a directory (all its complete files) or glob(s).
+        batch_size: examples per batch.
+        max_files: keep only the newest this many files (None: all).
+        refresh_secs: how often to look for new files within a pass, and to
+            look again when there is nothing (yet) to read.
+        Other arguments as for :class:`DefaultRecordInputGenerator`.
+    """
+
+    def __init__(
+        self,
+        replay_dir: FilePatterns,
+        batch_size: int = 32,
+        *,
+        max_files: int | None = None,
+        refresh_secs: float = 10.0,
+        verify_crc: bool = True,
+        compression: str | None = "auto",
+        skip_corrupt_records: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        source = ReplayDirectorySource(
+            replay_dir,
+            max_files=max_files,
+            verify_crc=verify_crc,
+            compression=compression,
+            skip_corrupt=skip_corrupt_records,
+        )
+        super().__init__(
+            source,
+            batch_size,
+            refresh_secs=refresh_secs,
+            verify_crc=verify_crc,
+            compression=compression,
+            skip_corrupt_records=skip_corrupt_records,
+            **kwargs,
+        )
 
 
 def get_multi_eval_name(tf_config_env: Mapping[str, Any] | None = None) -> str | None:
@@ -600,7 +759,7 @@ class DefaultRandomInputGenerator(GeneratorInputGenerator):
         self._seed = seed
 
     def _generator_fn(self, batch_size: int) -> Iterator[tuple[Any, Any]]:
-        rng = np.random.default_rng(self._seed)
+        rng = np.random.default_rng(self._seed if self._seed is not None else self._default_seed)
         while True:
             features = make_random_numpy(
                 self._feature_spec, batch_size, self._sequence_length, seed=rng

@@ -29,13 +29,18 @@ all buffers are held, a fresh one is used.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import dataclasses
 import logging
 import multiprocessing
+import os
 import random
 import secrets
+import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,7 +51,8 @@ import torch.utils.data
 from t2r.data.batch_buffer import LayoutEntry, tensors_from_layout
 from t2r.data.errors import DataError
 from t2r.data.parsing import ParseTFExampleFn
-from t2r.data.tfrecord import ReadStats, read_tfrecord_with_offsets
+from t2r.data.sources import DataSource, TFRecordSource
+from t2r.data.tfrecord import ReadStats
 from t2r.specs import TensorSpecStruct
 
 __all__ = ["BatchIterable", "RecordBatchDataset", "SharedReadStats", "resolve_rank_and_world_size"]
@@ -114,16 +120,19 @@ class _Shard:
 
 
 class RecordBatchDataset(torch.utils.data.IterableDataset):
-    """Batches of parsed records from TFRecord files; see the module docstring.
+    """Batches of parsed examples from data sources; see the module docstring.
 
     Args:
-        sources: ``{dataset_key: files}``; several keys are zipped record by record
-            (each spec reads from its dataset_key). With ``weights``, instead a list
-            of file groups sampled record by record with those weights.
-        parse_fn: maps a batch of records (a list, or ``{dataset_key: list}``) to
+        sources: ``{dataset_key: source}``; several keys are zipped example by
+            example (each spec reads from its dataset_key). With ``weights``,
+            instead a list of sources sampled example by example with those
+            weights. A source is a :class:`t2r.data.sources.DataSource`, or a list
+            of TFRecord files (made a :class:`~t2r.data.sources.TFRecordSource`
+            with ``verify_crc``, ``compression`` and ``skip_corrupt``).
+        parse_fn: maps a batch of examples (a list, or ``{dataset_key: list}``) to
             ``(features, labels)`` or ``features``.
-        batch_size: records per batch.
-        shuffle: TRAIN behaviour: shuffled file order, interleaving, shuffle buffer.
+        batch_size: examples per batch.
+        shuffle: TRAIN behaviour: shuffled unit order, interleaving, shuffle buffer.
         repeat: read forever (else one pass).
         drop_remainder: drop the last partial batch of a pass.
         shuffle_buffer_size, cycle_length: see the module docstring.
@@ -133,9 +142,12 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         skip_corrupt: skip (and count) corrupt records instead of raising: bad
             framing or crc (see :func:`read_tfrecord_with_offsets`), and records
             the parse fn rejects.
-        verify_crc, compression: passed to the reader.
-        preprocess_fn: applied to each parsed batch, in the worker.
-        weights: sampling weights of the file groups (weighted mode).
+        verify_crc, compression: passed to the reader of file lists.
+        preprocess_fn: applied to each parsed batch, in the worker. Its python,
+            numpy and torch RNGs are seeded per batch (from ``seed``, the rank and
+            the batch's index), so random preprocessing is reproducible and
+            resumes exactly.
+        weights: sampling weights of the sources (weighted mode).
         stats: shared counters updated after every batch.
         recycle_buffers: in a DataLoader worker, parse into up to this many
             shared-memory buffers that are reused once the main process has
@@ -143,11 +155,18 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
             batch). Only for a ParseTFExampleFn without preprocess_fn; batches then
             reach the main process as ``_SlotBatch`` messages that
             :class:`BatchIterable` turns into ``(features, labels)``.
+        refresh_secs: for growing sources (a replay directory): list the units
+            again after this many seconds within a pass (None: once per pass);
+            also how long to wait before looking again when there is nothing to
+            read.
+        start_batch: (repeating streams) begin at this batch of this rank's
+            stream, as if that many batches had been read; see
+            :meth:`BatchIterable.iter_from`.
     """
 
     def __init__(
         self,
-        sources: Mapping[str, Sequence[str]] | Sequence[Sequence[str]],
+        sources: Mapping[str, DataSource | Sequence[str]] | Sequence[DataSource | Sequence[str]],
         parse_fn: ParseTFExampleFn | Callable[[Any], Any],
         batch_size: int,
         *,
@@ -166,29 +185,41 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         weights: Sequence[float] | None = None,
         stats: SharedReadStats | None = None,
         recycle_buffers: int = 4,
+        refresh_secs: float | None = None,
+        start_batch: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if start_batch < 0:
+            raise ValueError(f"start_batch must be >= 0, got {start_batch}.")
+
+        def as_source(value: DataSource | Sequence[str]) -> DataSource:
+            if isinstance(value, DataSource):
+                return value
+            files = list(value)
+            if not files:
+                raise ValueError("Every dataset needs at least one file.")
+            return TFRecordSource(
+                files, verify_crc=verify_crc, compression=compression, skip_corrupt=skip_corrupt
+            )
+
         self.weights = None if weights is None else [float(w) for w in weights]
         if self.weights is not None:
-            groups = [list(g) for g in sources]
+            groups = [as_source(g) for g in sources]
             if len(groups) != len(self.weights):
                 raise ValueError(
                     f"{len(self.weights)} weights for {len(groups)} file groups; give one each."
                 )
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise ValueError(f"Weights must be >= 0 with a positive sum, got {self.weights}.")
-            self.groups: list[list[str]] = groups
-            self.sources: dict[str, list[str]] = {}
+            self.groups: list[DataSource] = groups
+            self.sources: dict[str, DataSource] = {}
         else:
             if not isinstance(sources, Mapping):
-                raise TypeError("sources must be a {dataset_key: files} mapping without weights.")
-            self.sources = {key: list(files) for key, files in sorted(sources.items())}
+                raise TypeError("sources must be a {dataset_key: source} mapping without weights.")
+            self.sources = {key: as_source(value) for key, value in sorted(sources.items())}
             self.groups = []
-        for files in [*self.sources.values(), *self.groups]:
-            if not files:
-                raise ValueError("Every dataset needs at least one file.")
         self.parse_fn = parse_fn
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -200,33 +231,45 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.skip_corrupt = skip_corrupt
-        self.verify_crc = verify_crc
-        self.compression = compression
         self.preprocess_fn = preprocess_fn
         self.stats = stats
         self.recycle_buffers = int(recycle_buffers)
+        self.refresh_secs = refresh_secs
+        self.start_batch = int(start_batch)
         self._pool: _SlotPool | None = None
         self._local = ReadStats()
         self._flushed = ReadStats()
+        self._lengths: dict[tuple[int, str], int] = {}
+        every = [*self.sources.values(), *self.groups]
+        tfrecords = all(isinstance(source, TFRecordSource) for source in every)
+        self._location_word = "record at byte" if tfrecords else "example"
+
+    @property
+    def growing(self) -> bool:
+        """Whether a source may gain units while it is read (a replay directory)."""
+        return any(source.growing for source in [*self.sources.values(), *self.groups])
 
     # ---------------------------------------------------------------- sharding
-    def _shard(self) -> _Shard:
+    def _shard(self) -> tuple[_Shard, int, int]:
+        """This process's shard, and which of the rank's batches it makes.
+
+        Returns ``(shard, logical_worker, workers)``: the DataLoader takes batch
+        ``k`` from worker ``k % workers``; starting at ``start_batch``, worker
+        ``w`` plays the part of worker ``(w + start_batch) % workers`` of a pass
+        started at 0, so batch ``k`` of the resumed stream is batch
+        ``start_batch + k`` of the original one.
+        """
         info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        return _Shard(self.rank * workers + worker, self.world_size * workers)
+        logical = (worker + self.start_batch) % workers
+        return _Shard(self.rank * workers + logical, self.world_size * workers), logical, workers
 
     # ----------------------------------------------------------------- reading
-    def _read(self, path: str, count_corruption: bool) -> Iterator[Item]:
+    def _read(self, source: DataSource, unit: str, count_corruption: bool) -> Iterator[Item]:
         stats = ReadStats()
         try:
-            for offset, record in read_tfrecord_with_offsets(
-                path,
-                verify_crc=self.verify_crc,
-                compression=self.compression,  # type: ignore[arg-type]
-                skip_corrupt=self.skip_corrupt,
-                stats=stats,
-            ):
-                yield path, offset, record
+            for location, example in source.read(unit, stats):
+                yield unit, location, example
         finally:
             # With record-level sharding every shard reads every file: only shard 0
             # counts its corruption, so totals over workers stay right.
@@ -234,64 +277,126 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
                 self._local.corrupt_records += stats.corrupt_records
                 self._local.truncated_files += stats.truncated_files
 
-    def _interleave(self, files: list[str], cycle_length: int, counts: bool) -> Iterator[Item]:
-        """One record from each of ``cycle_length`` open files in turn (deterministic)."""
-        if cycle_length <= 1:
-            for path in files:
-                yield from self._read(path, counts)
+    def _interleave(
+        self,
+        source: DataSource,
+        pending: collections.deque[str],
+        cycle_length: int,
+        counts: bool,
+        refresh: Callable[[], None] | None = None,
+    ) -> Iterator[Item]:
+        """One example from each of ``cycle_length`` open units in turn (deterministic).
+
+        ``refresh`` (growing sources) may append units to ``pending``; it is
+        called after every round.
+        """
+        if cycle_length <= 1 and refresh is None:
+            for unit in pending:
+                yield from self._read(source, unit, counts)
             return
-        pending = iter(files)
         active: list[Iterator[Item]] = []
-        for path in pending:
-            active.append(self._read(path, counts))
-            if len(active) == cycle_length:
-                break
-        while active:
+        while pending or active:
+            while pending and len(active) < cycle_length:
+                active.append(self._read(source, pending.popleft(), counts))
             for reader in list(active):
                 item = next(reader, None)
                 if item is None:
                     active.remove(reader)
-                    following = next(pending, None)
-                    if following is not None:
-                        active.append(self._read(following, counts))
+                    if pending:
+                        active.append(self._read(source, pending.popleft(), counts))
                     continue
                 yield item
+            if refresh is not None:
+                refresh()
 
-    def _stream(self, files: list[str], stream: int, shard: _Shard) -> Iterator[Item]:
-        """This shard's records of one file list, epoch after epoch if repeating."""
-        file_level = len(files) >= shard.count
-        epoch = 0
-        while True:
-            order = list(files)
+    def _order(self, units: list[str], stream: int, epoch: int) -> list[str]:
+        order = list(units)
+        if self.shuffle:
+            random.Random(_seed(self.seed, stream, epoch)).shuffle(order)
+        return order
+
+    def _length(self, source: DataSource, stream: int, unit: str) -> int:
+        key = (stream, unit)
+        if key not in self._lengths:
+            length = source.length(unit)
+            if length is None:  # unknown: count by reading (nothing is parsed)
+                length = sum(1 for _ in source.read(unit, ReadStats()))
+            self._lengths[key] = length
+        return self._lengths[key]
+
+    def _epoch_count(self, source: DataSource, stream: int, order: list[str], shard: _Shard) -> int:
+        """Examples this shard reads in one epoch over ``order`` (without reading them)."""
+        if len(order) >= shard.count:
+            return sum(self._length(source, stream, u) for u in order[shard.index :: shard.count])
+        total = sum(self._length(source, stream, u) for u in order)
+        return max(0, -(-(total - shard.index) // shard.count))
+
+    def _static_epoch(self, source: DataSource, order: list[str], shard: _Shard) -> Iterator[Item]:
+        """This shard's examples of one epoch over a fixed list of units."""
+        file_level = len(order) >= shard.count
+        mine = order[shard.index :: shard.count] if file_level else order
+        cycle = min(self.cycle_length, len(mine)) if self.shuffle else 1
+        counts = file_level or shard.index == 0
+        for index, item in enumerate(
+            self._interleave(source, collections.deque(mine), cycle, counts)
+        ):
+            if file_level or index % shard.count == shard.index:
+                self._local.records += 1
+                yield item
+
+    def _growing_epoch(
+        self, source: DataSource, stream: int, shard: _Shard, epoch: int
+    ) -> Iterator[Item]:
+        """One pass over the units of a growing source, taking in new ones as they come.
+
+        Every shard reads every unit and keeps the examples whose index, offset
+        by a hash of the unit's name, falls on it: shards agree without talking
+        to each other, even when they list the directory at different moments.
+        """
+        units = source.units()
+        rng = random.Random(_seed(self.seed, stream, epoch, 0x6EE0))
+        if self.shuffle:
+            rng.shuffle(units)
+        pending = collections.deque(units)
+        seen = set(units)
+        last = time.monotonic()
+
+        def refresh() -> None:
+            nonlocal last
+            if self.refresh_secs is None or time.monotonic() - last < self.refresh_secs:
+                return
+            last = time.monotonic()
+            new = [unit for unit in source.units() if unit not in seen]
             if self.shuffle:
-                random.Random(_seed(self.seed, stream, epoch)).shuffle(order)
-            mine = order[shard.index :: shard.count] if file_level else order
-            cycle = min(self.cycle_length, len(mine)) if self.shuffle else 1
-            found = 0
-            counts = file_level or shard.index == 0
-            for index, item in enumerate(self._interleave(mine, cycle, counts)):
-                if file_level or index % shard.count == shard.index:
-                    found += 1
-                    self._local.records += 1
-                    yield item
-            self._log_epoch(epoch, stream, shard)
-            epoch += 1
-            if not self.repeat:
-                return
-            if found == 0:
-                logger.warning(
-                    "Shard %d of %d found no record in %d files; it stops.",
-                    shard.index,
-                    shard.count,
-                    len(files),
-                )
-                return
+                rng.shuffle(new)
+            pending.extend(new)
+            seen.update(new)
+            if new:
+                logger.info("%r: %d new units join the pass.", source, len(new))
 
-    def _shuffled(self, items: Iterator[Any], stream: int, shard: _Shard) -> Iterator[Any]:
+        counts = shard.index == 0
+        hashes: dict[str, int] = {}
+        indexes: dict[str, int] = {}
+        for item in self._interleave(
+            source, pending, self.cycle_length if self.shuffle else 1, counts, refresh
+        ):
+            unit = item[0]
+            index = indexes.get(unit, 0)
+            indexes[unit] = index + 1
+            if unit not in hashes:
+                hashes[unit] = zlib.crc32(os.path.basename(unit).encode())
+            if (hashes[unit] + index) % shard.count == shard.index:
+                self._local.records += 1
+                yield item
+
+    def _shuffled(
+        self, items: Iterator[Any], stream: int, shard: _Shard, epoch: int
+    ) -> Iterator[Any]:
+        """A shuffle buffer over one epoch (drained at its end, so epochs stay apart)."""
         if not self.shuffle or self.shuffle_buffer_size <= 1:
             yield from items
             return
-        rng = random.Random(_seed(self.seed, stream, shard.index, 0x5EED))
+        rng = random.Random(_seed(self.seed, stream, shard.index, epoch, 0x5EED))
         buffer: list[Any] = []
         size = self.shuffle_buffer_size
         for item in items:
@@ -304,29 +409,80 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _examples(self, shard: _Shard) -> Iterator[Any]:
-        """Items: ``(file, offset, record)``, or ``{dataset_key: item}`` when zipping."""
+    def _stream(self, source: DataSource, stream: int, shard: _Shard, skip: int) -> Iterator[Item]:
+        """This shard's examples of one source, epoch after epoch if repeating.
+
+        The first ``skip`` examples are left out; whole epochs of them without
+        reading (their size comes from the units' lengths).
+        """
+        epoch = 0
+        while True:
+            if source.growing:
+                items = self._growing_epoch(source, stream, shard, epoch)
+            else:
+                order = self._order(source.units(), stream, epoch)
+                if skip and self.repeat:
+                    count = self._epoch_count(source, stream, order, shard)
+                    if 0 < count <= skip:
+                        skip -= count
+                        epoch += 1
+                        continue
+                items = self._static_epoch(source, order, shard)
+            found = 0
+            for item in self._shuffled(items, stream, shard, epoch):
+                found += 1
+                if skip:
+                    skip -= 1
+                    continue
+                yield item
+            self._log_epoch(epoch, stream, shard)
+            epoch += 1
+            if not self.repeat:
+                return
+            if found == 0:
+                if source.growing:
+                    time.sleep(self.refresh_secs or 1.0)
+                    continue
+                logger.warning(
+                    "Shard %d of %d found no record in %d units of %r; it stops.",
+                    shard.index,
+                    shard.count,
+                    len(source.units()),
+                    source,
+                )
+                return
+
+    def _examples(self, shard: _Shard, skip: int) -> Iterator[Any]:
+        """Items: ``(unit, location, example)``, or ``{dataset_key: item}`` when zipping.
+
+        ``skip``: leave out this many items first (cheaply, see :meth:`_stream`).
+        """
         if self.weights is not None:
-            streams = [
-                self._shuffled(self._stream(files, i, shard), i, shard)
-                for i, files in enumerate(self.groups)
-            ]
             weights = list(self.weights)
             rng = random.Random(_seed(self.seed, shard.index, 0x3E16))
             live = [i for i, w in enumerate(weights) if w > 0]
+            skips = [0] * len(self.groups)
+            if skip and self.repeat:  # endless streams never drop out: replay the draws
+                for _ in range(skip):
+                    (choice,) = rng.choices(live, weights=[weights[i] for i in live])
+                    skips[choice] += 1
+                skip = 0
+            streams = [
+                self._stream(source, i, shard, skips[i]) for i, source in enumerate(self.groups)
+            ]
             while live:
                 (choice,) = rng.choices(live, weights=[weights[i] for i in live])
                 item = next(streams[choice], None)
                 if item is None:
                     live.remove(choice)
                     continue
+                if skip:
+                    skip -= 1
+                    continue
                 yield item
             return
         keys = list(self.sources)
-        iterators = [
-            self._shuffled(self._stream(self.sources[key], i, shard), i, shard)
-            for i, key in enumerate(keys)
-        ]
+        iterators = [self._stream(self.sources[key], i, shard, skip) for i, key in enumerate(keys)]
         if len(keys) == 1 and keys[0] == "":
             yield from iterators[0]
             return
@@ -360,7 +516,7 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         self.stats.add(delta)
         self._flushed = dataclasses.replace(self._local)
 
-    def _run_parse(self, records: Any) -> Any:
+    def _run_parse(self, records: Any, batch_index: int) -> Any:
         """Parse (and preprocess) one batch: ``(features, labels)`` or a _SlotBatch."""
         parse_fn = self.parse_fn
         if not isinstance(parse_fn, ParseTFExampleFn):
@@ -374,28 +530,27 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         if not isinstance(parsed, tuple):
             parsed = (parsed, None)
         if self.preprocess_fn is not None:
-            parsed = tuple(self.preprocess_fn(*parsed))
+            with _seeded_rngs(_seed(self.seed, self.rank, batch_index, 0x9E9)):
+                parsed = tuple(self.preprocess_fn(*parsed))
         return parsed
 
-    def _parse(self, pending: list[Any]) -> Any:
+    def _parse(self, pending: list[Any], batch_index: int) -> Any:
         """Parses a batch; in skip mode drops a bad record and returns None."""
         if isinstance(pending[0], dict):
             records: Any = {key: [item[key][2] for item in pending] for key in pending[0]}
         else:
             records = [item[2] for item in pending]
         try:
-            return self._run_parse(records)
+            return self._run_parse(records, batch_index)
         except DataError as e:
             index = getattr(e, "record_index", None)
             if index is None:
                 raise
             item = pending[index]
-            if isinstance(item, dict):
-                place = "; ".join(
-                    f"{path}: record at byte {offset}" for path, offset, _ in item.values()
-                )
-            else:
-                place = f"{item[0]}: record at byte {item[1]}"
+            parts = item.values() if isinstance(item, dict) else [item]
+            place = "; ".join(
+                f"{unit}: {self._location_word} {location}" for unit, location, _ in parts
+            )
             message = f"{place}: {e}"
             if not self.skip_corrupt:
                 raise DataError(message, key=e.key, record_index=index) from e
@@ -410,7 +565,7 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         return copy.copy(self)._run()
 
     def _run(self) -> Iterator[Any]:
-        shard = self._shard()
+        shard, logical, workers = self._shard()
         in_worker = torch.utils.data.get_worker_info() is not None
         recycle = (
             in_worker
@@ -421,26 +576,54 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         self._pool = _SlotPool(self.recycle_buffers) if recycle else None
         self._local = ReadStats()
         self._flushed = ReadStats()
+        # This process makes batches logical, logical + workers, ... of the rank's
+        # stream; those before start_batch are skipped unparsed.
+        own = max(0, -(-(self.start_batch - logical) // workers))
+        skip = own * self.batch_size
+        if skip and self.growing:
+            logger.info(
+                "A growing source cannot rebuild a past order: the input position "
+                "(batch %d) is not restored; reading starts a new pass.",
+                self.start_batch,
+            )
+            skip = 0
         pending: list[Any] = []
         try:
-            for item in self._examples(shard):
+            for item in self._examples(shard, skip):
                 pending.append(item)
                 if len(pending) < self.batch_size:
                     continue
-                batch = self._parse(pending)
+                batch = self._parse(pending, logical + own * workers)
                 if batch is None:
                     continue  # a bad record was dropped: refill
                 pending = []
+                own += 1
                 self._flush_stats()
                 yield batch
             while pending and not self.drop_remainder:
-                batch = self._parse(pending)
+                batch = self._parse(pending, logical + own * workers)
                 if batch is not None:
                     pending = []
+                    own += 1
                     self._flush_stats()
                     yield batch
         finally:
             self._flush_stats()
+
+
+@contextlib.contextmanager
+def _seeded_rngs(seed: int) -> Iterator[None]:
+    """Python, numpy and torch (CPU) RNGs seeded with ``seed`` inside, restored after."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 # ----------------------------------------------------- recycled batch buffers
@@ -610,6 +793,11 @@ class BatchIterable:
     ``single_pass`` says whether a pass ends; ``dataloader`` is the underlying
     DataLoader (None for generated data). With ``pin_memory`` (and CUDA), tensors
     are copied to pinned memory as they are handed out.
+
+    :meth:`iter_from` starts a stream at a given batch (the input position a
+    checkpoint stored). With ``make_iterator_from`` (repeating record pipelines)
+    it skips without parsing, and whole epochs without reading; otherwise it
+    makes and drops the batches before the position.
     """
 
     def __init__(
@@ -620,8 +808,10 @@ class BatchIterable:
         single_pass: bool = False,
         dataloader: torch.utils.data.DataLoader | None = None,
         pin_memory: bool = False,
+        make_iterator_from: Callable[[int], Iterator[Any]] | None = None,
     ) -> None:
         self._make_iterator = make_iterator
+        self._make_iterator_from = make_iterator_from
         self._pin_memory = pin_memory and torch.cuda.is_available()
         self._stats = stats
         self._description = description
@@ -634,8 +824,24 @@ class BatchIterable:
         return self._stats.snapshot() if self._stats is not None else ReadStats()
 
     def __iter__(self) -> Iterator[Any]:
+        return self._batches(self._make_iterator())
+
+    def iter_from(self, position: int) -> Iterator[Any]:
+        """The batches from batch ``position`` on (0: the same as ``iter()``)."""
+        if position < 0:
+            raise ValueError(f"position must be >= 0, got {position}.")
+        if position == 0:
+            return iter(self)
+        if self._make_iterator_from is not None:
+            self.batches_yielded += position
+            return self._batches(self._make_iterator_from(position))
+        iterator = iter(self)
+        for _ in range(position):
+            next(iterator)
+        return iterator
+
+    def _batches(self, iterator: Iterator[Any]) -> Iterator[Any]:
         before = self.read_stats
-        iterator = self._make_iterator()
         receiver = _Receiver()
         try:
             for batch in iterator:
