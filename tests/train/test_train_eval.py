@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from t2r import specs
+from t2r.data import TFRecordWriter, create_serialize_tf_example_fn
 from t2r.train import (
     CallbackHook,
     GoldenValuesHookBuilder,
@@ -25,6 +27,7 @@ from t2r.train import (
     train_eval_model,
 )
 
+from . import run_records
 from .models import SeededInput, TinyRegression
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -257,3 +260,55 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
     with pytest.raises(Preempted, match="SIGTERM"):
         _train(tmp_path, 10, save_checkpoints_steps=100, train_hook_builders=[TermAt()])
     assert latest_checkpoint(tmp_path).global_step == 3
+
+
+def _write_records(directory: Path, num_files: int = 3, per_file: int = 20) -> str:
+    """TinyRegression's x -> target records, in several TFRecord files."""
+    model = TinyRegression()
+    serialize = create_serialize_tf_example_fn(
+        model.get_feature_specification("train"), model.get_label_specification("train")
+    )
+    generator = torch.Generator().manual_seed(7)
+    directory.mkdir()
+    for f in range(num_files):
+        with TFRecordWriter(directory / f"data-{f}.tfrecord") as writer:
+            for _ in range(per_file):
+                x = torch.rand(3, generator=generator)
+                target = torch.stack([x[0] + 2 * x[1], x[2] - x[0]])
+                writer.write(serialize({"x": x.numpy()}, {"target": target.numpy()}))
+    return str(directory / "data-*.tfrecord")
+
+
+def _run_records(model_dir, pattern, max_steps, kind, workers, kill_at=None):
+    args = [sys.executable, "-m", "tests.train.run_records", str(model_dir), pattern]
+    args += [str(max_steps), kind, str(workers)]
+    if kill_at:
+        args.append(str(kill_at))
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "workers"), [("dropout", 0), ("noise", 2)])
+def test_default_record_generator_resumes_bitwise_after_sigkill(tmp_path, kind, workers):
+    """No seed on the generator: the run's seed decides the data order, in every
+    worker and after a restart; the model's RNG stream (dropout, or torch.randn in
+    its train_step) continues exactly; an eval after each checkpoint changes nothing."""
+    pattern = _write_records(tmp_path / "data")
+    kill_at = random.Random().randint(6, 19)  # a random step, printed on failure
+    done = _run_records(tmp_path / "straight", pattern, 20, kind, workers)
+    assert done.returncode == 0, done.stderr
+    runs = {"straight": _weights(tmp_path / "straight")}
+    # The same run again, in this process: equal to the one in another process.
+    run_records.main(str(tmp_path / "again"), pattern, 20, kind, workers, None)
+    runs["again"] = _weights(tmp_path / "again")
+    killed = _run_records(tmp_path / "resumed", pattern, 20, kind, workers, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert latest_checkpoint(tmp_path / "resumed").global_step == (kill_at - 1) // 5 * 5
+    resumed = _run_records(tmp_path / "resumed", pattern, 20, kind, workers)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Input position restored" in resumed.stderr
+    runs["resumed"] = _weights(tmp_path / "resumed")
+    for name in ("again", "resumed"):
+        assert runs[name].keys() == runs["straight"].keys()
+        for key in runs["straight"]:
+            assert torch.equal(runs["straight"][key], runs[name][key]), (name, key, kill_at)

@@ -28,7 +28,9 @@ from t2r.train.checkpoints import (
     list_checkpoints,
     load_model_weights,
     restore_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 from t2r.train.hooks import Hook, HookBuilder
 from t2r.train.summaries import MetricsWriter
@@ -213,9 +215,11 @@ def train_eval_model(
 
     Training resumes from the newest complete checkpoint in `model_dir`:
     weights, optimizer, schedule, global step, RNG states, and the input
-    position (the iterator is re-created with the same seed and the consumed
-    batches are skipped). With `deterministic=True` on the CPU, the same seed and
-    data give bitwise-identical weights, across a kill and resume too.
+    position (the iterator is re-created with the same seed and starts at the
+    first batch not consumed). `seed` also decides the data order of input
+    generators created without a seed of their own (the first run's seed is kept
+    in the checkpoint and reused on resume). On the CPU, the same seed and data
+    give bitwise-identical weights, across a kill and resume too.
 
     Under ``torchrun`` every rank runs this function: the model is wrapped in
     DistributedDataParallel (a model with ``owns_update`` is not: it averages
@@ -248,6 +252,7 @@ def train_eval_model(
         )
         if input_generator_eval is not None:
             input_generator_eval.set_specification_from_model(t2r_model, ModeKeys.EVAL)
+            _set_default_seed(input_generator_eval, seed)
         if input_generator_train is None:
             assert input_generator_eval is not None
             hooks = _build_hooks(eval_hook_builders, t2r_model, model_dir, context)
@@ -284,11 +289,34 @@ def train_eval_model(
             keep_checkpoint_max=keep_checkpoint_max,
             log_every_n_steps=log_every_n_steps,
             show_progress=show_progress,
+            seed=seed,
         )
         return loop.run()
     finally:
         if owns_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _set_default_seed(input_generator: Any, seed: int) -> None:
+    """Gives a generator without a seed of its own the run's (see `t2r.data`)."""
+    set_default_seed = getattr(input_generator, "set_default_seed", None)
+    if callable(set_default_seed):
+        set_default_seed(seed)
+
+
+@contextlib.contextmanager
+def _rng_untouched() -> Iterator[None]:
+    """Whatever runs inside (eval, exports) leaves the training RNG streams as they were.
+
+    A resumed run restores the RNG states of the checkpoint and goes straight to
+    the next step; an uninterrupted run evaluates and exports in between, so
+    those must not advance the streams a model draws from in training.
+    """
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def _build_hooks(
@@ -324,8 +352,10 @@ class _TrainLoop:
         keep_checkpoint_max: int,
         log_every_n_steps: int,
         show_progress: bool,
+        seed: int = 0,
     ) -> None:
         self.model, self.train_input, self.eval_input = model, train_input, eval_input
+        self.seed = seed
         self.model_dir, self.context, self.hooks, self.exporters = (
             model_dir,
             context,
@@ -352,6 +382,10 @@ class _TrainLoop:
             self.state = restore_checkpoint(checkpoint, model, self.optimizer, self.scheduler)
             self.last_checkpoint_step = self.state.global_step
             logger.info("Resumed from %s at step %d.", checkpoint.path, self.state.global_step)
+        # The data order's seed: the first run's, kept in the checkpoint state.
+        input_seed = int(self.state.extra.get("input_seed", self.seed))
+        self.state.extra["input_seed"] = input_seed
+        _set_default_seed(self.train_input, input_seed)
         if self.state.global_step >= self.max_train_steps:
             logger.info(
                 "Already trained to step %d (max_train_steps=%d).",
@@ -381,12 +415,21 @@ class _TrainLoop:
         return self.last_eval
 
     def _batches(self) -> Iterator[Batch]:
-        iterator = iter(self.train_input.create_dataset(ModeKeys.TRAIN))
+        dataset = self.train_input.create_dataset(ModeKeys.TRAIN)
         skip = self.state.input_position
-        if skip:
-            logger.info("Skipping %d batches to restore the input position.", skip)
+        if not skip:
+            return iter(dataset)
+        start = time.perf_counter()
+        iter_from = getattr(dataset, "iter_from", None)
+        if callable(iter_from):  # a BatchIterable: record pipelines skip without parsing
+            iterator = iter_from(skip)
+        else:
+            iterator = iter(dataset)
             for _ in range(skip):
                 next(iterator)
+        logger.info(
+            "Input position restored at batch %d in %.2f s.", skip, time.perf_counter() - start
+        )
         return iterator
 
     def _loop(self, forward: Any, writer: MetricsWriter | None) -> None:
@@ -457,13 +500,16 @@ class _TrainLoop:
             if step % self.save_checkpoints_steps == 0 or final:
                 distributed.check_replicas_equal(model, context, step)
                 checkpoint = self._checkpoint()
-                for hook in self.hooks:
-                    if checkpoint is not None:
-                        hook.after_checkpoint(checkpoint)
-                if self.eval_input is not None and (step % self.eval_every_n_steps == 0 or final):
-                    self._evaluate(step)
-                elif self.eval_input is None:
-                    self._export(step, None)
+                with _rng_untouched():
+                    for hook in self.hooks:
+                        if checkpoint is not None:
+                            hook.after_checkpoint(checkpoint)
+                    if self.eval_input is not None and (
+                        step % self.eval_every_n_steps == 0 or final
+                    ):
+                        self._evaluate(step)
+                    elif self.eval_input is None:
+                        self._export(step, None)
         progress.close()
 
     def _checkpoint(self) -> Checkpoint | None:
