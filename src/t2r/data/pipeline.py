@@ -1,24 +1,33 @@
-"""The record pipeline behind the input generators: read, shard, shuffle, batch, parse.
+"""The pipeline behind the input generators: list, shard, shuffle, batch, parse.
 
-One :class:`RecordBatchDataset` (a torch ``IterableDataset``) runs in each
-DataLoader worker (or in the main process with ``num_workers=0``)::
+Examples come from data sources (:mod:`t2r.data.sources`: TFRecord files,
+arrays in memory, a growing replay directory, ...); everything below is shared
+by all of them. One :class:`RecordBatchDataset` (a torch ``IterableDataset``)
+runs in each DataLoader worker (or in the main process with ``num_workers=0``)::
 
-    files of each dataset key
-      -> file order        TRAIN: shuffled each epoch (same permutation in every worker)
+    units of each dataset key's source (files, episodes, chunks)
+      -> unit order        TRAIN: shuffled each epoch (same permutation in every worker)
       -> shard             worker w of W on rank r of R reads shard r * W + w of R * W
-      -> interleave        TRAIN: cycle_length files at once, one record from each in turn
-      -> shuffle buffer    TRAIN only, per shard
-      -> zip / sample      several dataset keys zipped; or weighted groups sampled
+      -> interleave        TRAIN: cycle_length units at once, one example from each in turn
+      -> shuffle buffer    TRAIN only, per shard and epoch (each epoch is every example once)
+      -> zip / sample      several dataset keys zipped; or weighted sources sampled
       -> batch             TRAIN: full batches only; EVAL: the last partial batch kept
-      -> parse + decode    ParseTFExampleFn, numpy collation, one torch.from_numpy per key
-      -> preprocess_fn     optional, still in the worker
+      -> parse + decode    the source's parse fn (ParseTFExampleFn for TFRecord)
+      -> preprocess_fn     optional, still in the worker, RNGs seeded per batch
 
-Sharding never reads an example twice per pass: with at least as many files as
-shards, files are dealt to shards (``order[shard::num_shards]``); with fewer,
-every shard reads every file but keeps only records ``i`` with
+Sharding never reads an example twice per pass: with at least as many units as
+shards, units are dealt to shards (``order[shard::num_shards]``); with fewer,
+every shard reads every unit but keeps only examples ``i`` with
 ``i % num_shards == shard`` of the (deterministic) interleaved stream, so decoding,
 the expensive part, is still split. TRAIN repeats forever; a shard that finds
-no record in a whole epoch stops (so an IterableDataset worker never spins).
+no example in a whole epoch stops (so an IterableDataset worker never spins).
+A growing source (a replay directory) is listed again every pass and every
+``refresh_secs``; its shards keep examples by index and a hash of the unit name.
+
+Input position: ``start_batch`` (``BatchIterable.iter_from``) starts the stream at
+a batch of this rank as if the batches before had been read. Each worker works
+out which of them it would have made; whole epochs are skipped from the units'
+lengths without reading, the rest of the current epoch is read but not parsed.
 
 A worker parses each batch into one shared-memory buffer and reuses a few such
 buffers: the main process gets the buffer once, then only a small message per
