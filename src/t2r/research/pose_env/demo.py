@@ -456,7 +456,6 @@ def draw_learning_curve(
             [r["step"] for r in train_records],
             [math.sqrt(2 * max(float(r["loss"]), 0.0)) for r in train_records],
             color=(255, 127, 14),
-            markers=False,
         ),
         Curve(
             "validation records: mean error",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["Curve", "GridItem", "draw_learning_curve", "draw_prediction_grid"]
+__all__ = ["MARKERS_UP_TO", "Curve", "GridItem", "draw_learning_curve", "draw_prediction_grid"]
 
 TRUE_COLOR = (0, 200, 60)
 PREDICTED_COLOR = (230, 20, 20)
@@ -30,15 +30,24 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+# A series with at most this many points gets markers by default (a short run, or
+# one point, would otherwise be a bare polyline or invisible).
+MARKERS_UP_TO = 30
+
+
 @dataclasses.dataclass
 class Curve:
-    """A line on the learning curve: (step, value) points, a label, a colour."""
+    """A line on the learning curve: (step, value) points, a label, a colour.
+
+    markers: True always, False never, None (default) when the series has at
+    most `MARKERS_UP_TO` points to draw.
+    """
 
     label: str
     steps: Sequence[float]
     values: Sequence[float]
     color: tuple[int, int, int] | None = None
-    markers: bool = True
+    markers: bool | None = None
     marker_size: float = 3.0
 
 
@@ -79,7 +88,8 @@ def draw_learning_curve(
 
     Args:
       path: the PNG to write.
-      curves: the lines; non-positive or non-finite values are skipped.
+      curves: the lines; non-positive or non-finite values are skipped, and a
+        curve left without points is left out of the legend too.
       hlines: ``(label, value, colour)`` dashed reference lines.
       title: drawn above the chart.
       y_label: the quantity on the y axis.
@@ -153,9 +163,12 @@ def draw_learning_curve(
             for s, v in zip(curve.steps, curve.values)
             if math.isfinite(v) and v > 0
         ]
+        if not xy:
+            continue  # nothing to show: no legend entry either
         if len(xy) > 1:
             draw.line(xy, fill=color, width=2)
-        if curve.markers:
+        markers = curve.markers if curve.markers is not None else len(xy) <= MARKERS_UP_TO
+        if markers:
             r = curve.marker_size
             for x, y in xy:
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline="white")
