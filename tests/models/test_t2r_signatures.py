@@ -172,3 +172,20 @@ def test_action_size_is_stored_privately_and_read_through_a_property():
 def test_action_size_property_can_be_overridden():
     model = OverridesActionSize(action_size=3)
     assert model.action_size == 6 and model._action_size == 3
+
+
+def test_model_fn_input_policy():
+    """model_fn: integers for a float spec are an error, extra keys are dropped
+    silently, NaN passes through (documented in docs/migrating_from_t2r.md)."""
+    from t2r.specs import SpecError
+
+    model = _Regression()
+    features, labels = _batch()
+    with pytest.raises(SpecError, match=r"Dtype mismatch at 'x'.*dtype torch.int64"):
+        model.model_fn({"x": features["x"].long()}, labels, ModeKeys.TRAIN)
+    outputs = model.model_fn({**features, "extra": torch.ones(4)}, labels, ModeKeys.EVAL)
+    assert "extra" not in outputs.inference_outputs
+    nan = features["x"].clone()
+    nan[0, 0] = float("nan")
+    outputs = model.model_fn({"x": nan}, None, ModeKeys.PREDICT)
+    assert torch.isnan(outputs.export_outputs["inference_output"][0]).all()
