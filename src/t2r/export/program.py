@@ -18,6 +18,7 @@ import io
 import itertools
 import logging
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -252,6 +253,36 @@ class _Traced:
     fallback_reason: str | None
 
 
+@contextlib.contextmanager
+def _quiet_export_failure() -> Iterator[None]:
+    """Keeps torch.export's failure output off the console while trying export.
+
+    When export fails, torch prints the partial FX graph to stderr (and its
+    symbolic-shapes logger warns), although the caller falls back to
+    TorchScript and records the reason. Here stderr is captured for the
+    duration: on failure the graph goes to the debug log, on success anything
+    captured is written through. Torch's symbolic-shapes warnings are raised
+    to ERROR meanwhile.
+    """
+    shapes_logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    previous_level = shapes_logger.level
+    captured = io.StringIO()
+    shapes_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except Exception as e:
+        text = captured.getvalue()
+        if text.strip():
+            logger.debug("torch.export's output before it failed:\n%s", text)
+        raise e
+    else:
+        if captured.getvalue():
+            sys.stderr.write(captured.getvalue())
+    finally:
+        shapes_logger.setLevel(previous_level)
+
+
 class ProgramBuilder:
     """Traces a model once and makes export snapshots of its current weights.
 
@@ -288,9 +319,13 @@ class ProgramBuilder:
         start = time.perf_counter()
         if self.program_format == layout.TORCH_EXPORT:
             try:
-                program = torch.export.export(
-                    module, (inputs,), dynamic_shapes=(_dynamic_shapes(input_spec),), strict=False
-                )
+                with _quiet_export_failure():
+                    program = torch.export.export(
+                        module,
+                        (inputs,),
+                        dynamic_shapes=(_dynamic_shapes(input_spec),),
+                        strict=False,
+                    )
                 logger.info(
                     "Traced %s with torch.export in %.1f s.",
                     type(model).__name__,
