@@ -122,6 +122,21 @@ def _step_schedulers(scheduler: Any) -> None:
         s.step()
 
 
+@contextlib.contextmanager
+def _logging_around_progress(show_progress: bool) -> Iterator[None]:
+    """While the progress bar shows, console log lines are written through tqdm,
+    which clears the bar, prints the line and redraws the bar below it; without
+    this each log line is appended to the bar's line and the bar is printed
+    again on the next (one stale copy per log line)."""
+    if not show_progress:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        yield
+
+
 class Preempted(Exception):
     """The process received SIGTERM (e.g. a preempted job); the loop saved a
     checkpoint before raising this, so a restart resumes where it stopped."""
@@ -398,7 +413,10 @@ class _TrainLoop:
         for hook in self.hooks:
             hook.begin(self.state.global_step)
         try:
-            with _sigterm_raises():
+            with (
+                _sigterm_raises(),
+                _logging_around_progress(self.show_progress and context.is_main),
+            ):
                 self._loop(forward, writer)
         except (KeyboardInterrupt, Preempted):
             if context.is_main and self.state.global_step > self.last_checkpoint_step:
