@@ -400,7 +400,7 @@ def _check_model_eval_fn_signature(model: AbstractT2RModel) -> None:
     ``(features, labels, inference_outputs, train_outputs, config, params)``), which
     would otherwise receive shifted values."""
     function = type(model).model_eval_fn
-    if function is AbstractT2RModel.model_eval_fn:
+    if function is AbstractT2RModel.model_eval_fn or function in _CHECKED_EVAL_FNS:
         return
     try:
         parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
@@ -418,3 +418,8 @@ def _check_model_eval_fn_signature(model: AbstractT2RModel) -> None:
             f"{_MODEL_EVAL_FN_SIGNATURE} with 8 positional arguments "
             "(train_loss comes before train_outputs, then mode)."
         )
+    _CHECKED_EVAL_FNS.add(function)
+
+
+# model_eval_fn implementations whose signature was checked (once per class).
+_CHECKED_EVAL_FNS: set[Callable[..., Any]] = set()
