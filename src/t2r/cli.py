@@ -243,7 +243,7 @@ def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
     demo.add_argument("--no_progress", action="store_true", help="no progress bars")
     _add_num_threads_flag(
-        demo, "min(4, usable CPUs); each collector process uses 1 (training, evaluation)"
+        demo, "min(4, usable CPUs) for training and evaluation (collector processes use 1)"
     )
     demo.set_defaults(func=_demo, parser=demo, default_num_threads=policy_num_threads)
 
