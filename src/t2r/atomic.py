@@ -10,12 +10,15 @@ results (checkpoints, export versions) are filled in an `atomic_directory`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import logging
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -108,34 +111,142 @@ def write_safetensors(
         raise
 
 
+class _SwapUnsupported(Exception):
+    """This platform or filesystem cannot exchange two paths atomically."""
+
+
+def _load_swap() -> Callable[[str, str], None] | None:
+    """An atomic exchange of two existing paths, where the C library has one.
+
+    Linux: ``renameat2(RENAME_EXCHANGE)`` (glibc >= 2.28); macOS:
+    ``renamex_np(RENAME_SWAP)``. Raises OSError as rename does (ENOENT when
+    either path is missing) and `_SwapUnsupported` where the filesystem
+    refuses the flag.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        renameat2 = libc.renameat2
+        renameat2.argtypes = [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        ]
+
+        def call(a: bytes, b: bytes) -> int:
+            return int(renameat2(at_fdcwd, a, at_fdcwd, b, rename_exchange))
+
+    elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        rename_swap = 2
+        renamex_np = libc.renamex_np
+        renamex_np.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+
+        def call(a: bytes, b: bytes) -> int:
+            return int(renamex_np(a, b, rename_swap))
+
+    else:
+        return None
+
+    def swap(a: str, b: str) -> None:
+        if call(os.fsencode(a), os.fsencode(b)) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise _SwapUnsupported(os.strerror(err))
+            raise OSError(err, os.strerror(err), a, None, b)
+
+    return swap
+
+
+_swap = _load_swap()
+
+
+def swap_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Exchanges two existing paths in one atomic step; False where unsupported.
+
+    Raises FileNotFoundError when either is missing.
+    """
+    if _swap is None:
+        return False
+    try:
+        _swap(os.fspath(a), os.fspath(b))
+    except _SwapUnsupported:
+        return False
+    return True
+
+
 def publish_directory(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
     """Renames the filled temporary directory `tmp` to `final`, durably.
 
     An existing `final` (the same checkpoint or version written again) is
-    replaced: moved aside, then removed, so readers see the old or the new one,
-    never a mix. If another writer published `final` between the two renames,
-    theirs is kept and `tmp` is removed.
+    replaced by exchanging the two directories in one atomic step
+    (`swap_paths`), then removing the old one from the temporary name: at
+    every instant, a crash or SIGKILL included, `final` is the complete old
+    or the complete new directory, and a leftover old one carries a
+    temporary name (readers skip it; pruning removes it). Of concurrent
+    writers of the same `final`, the last one wins.
+
+    Where the filesystem cannot exchange directories (not Linux or macOS,
+    or e.g. some network filesystems), the old one is renamed aside first:
+    between the two renames `final` is missing, and a crash there loses it
+    (a warning says so once).
     """
     tmp, final = Path(tmp), Path(final)
     fsync_directory(tmp)
-    try:
-        os.replace(tmp, final)
-    except OSError:  # `final` exists and is not empty
-        aside = Path(temporary_path_for(final))
-        moved_aside = True
+    while True:
         try:
-            os.replace(final, aside)
-        except FileNotFoundError:
-            moved_aside = False
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            logger.warning("Another writer published %s first; keeping theirs.", final)
-        if moved_aside:
-            shutil.rmtree(aside, ignore_errors=True)
+            swapped = swap_paths(tmp, final)
+        except FileNotFoundError:  # no `final` yet: a plain rename publishes it
+            try:
+                os.rename(tmp, final)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    continue  # another writer published `final` meanwhile: replace theirs
+                raise
+            break
+        if swapped:
+            shutil.rmtree(tmp, ignore_errors=True)  # the old `final`
+            break
+        _publish_by_renaming_aside(tmp, final)
+        break
     fsync_directory(final.parent)
     return final
+
+
+_warned_no_swap = False
+
+
+def _publish_by_renaming_aside(tmp: Path, final: Path) -> None:
+    global _warned_no_swap
+    if not _warned_no_swap:
+        _warned_no_swap = True
+        logger.warning(
+            "This filesystem cannot exchange directories atomically; replacing %s leaves it "
+            "missing for an instant (and lost if the process dies then).",
+            final,
+        )
+    try:
+        os.replace(tmp, final)
+        return
+    except OSError:  # `final` exists and is not empty
+        pass
+    aside = Path(temporary_path_for(final))
+    moved_aside = True
+    try:
+        os.replace(final, aside)
+    except FileNotFoundError:
+        moved_aside = False
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logger.warning("Another writer published %s first; keeping theirs.", final)
+    if moved_aside:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from t2r.export import (
     TORCH_EXPORT,
     TORCHSCRIPT,
     ExportModule,
+    UnsafeExportError,
     export_saved_model,
     latest_version,
     list_versions,
@@ -168,7 +169,9 @@ def test_torchscript_fallback_when_torch_export_cannot_capture_the_model(tmp_pat
     torch.manual_seed(0)
     model = DataDependentModel()
     version = export_saved_model(model, tmp_path, global_step=3)
-    loaded = load_export(version)
+    with pytest.raises(UnsafeExportError, match=r"model\.torchscript\.pt.*trust_torchscript"):
+        load_export(version)  # TorchScript's loader unpickles: only when trusted
+    loaded = load_export(version, trust_torchscript=True)
     assert loaded.program_format == TORCHSCRIPT
     assert (version / "model.torchscript.pt").is_file() and not (version / "model.pt2").exists()
     assert "data-dependent" in loaded.metadata["torch_export_error"].lower()
@@ -187,9 +190,9 @@ def test_torchscript_can_be_chosen(tmp_path):
     second = export_saved_model(model, tmp_path, 2, program_format=TORCHSCRIPT)
     x = np.ones((2, 3), np.float32)
     with torch.inference_mode():
-        got = load_export(second).program({"x": torch.from_numpy(x)})["inference_output"].numpy()
-    np.testing.assert_allclose(got, _tiny_outputs(model, x), atol=1e-6)
-    assert load_export(first).program_format == TORCHSCRIPT
+        got = load_export(second, trust_torchscript=True).program({"x": torch.from_numpy(x)})
+    np.testing.assert_allclose(got["inference_output"].numpy(), _tiny_outputs(model, x), atol=1e-6)
+    assert load_export(first, trust_torchscript=True).program_format == TORCHSCRIPT
 
 
 def test_only_complete_versions_are_listed_and_old_ones_pruned(tmp_path):

@@ -14,7 +14,8 @@ clients feed raw data (uint8 images) as in Tensor2Robot. See
 * `AsyncExportHookBuilder`, `TD3Hooks`: export during training, optionally
   with a lagged copy (imported on first use: they need the training loop).
 * `list_versions`, `latest_version`, `load_export`: find and load versions
-  without model code (what `t2r.predictors` uses).
+  without model code and without running anything an export carries (what
+  `t2r.predictors` uses); `read_identity` tells two writes of a version apart.
 * `export_onnx`, `convert_to_onnx`: the optional ONNX path (``t2r[onnx]``).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from t2r.export.errors import ExportError, UnsafeExportError
 from t2r.export.exporters import (
     AbstractExporter,
     BestExporter,
@@ -40,11 +42,13 @@ from t2r.export.layout import (
     TORCHSCRIPT_FILENAME,
     WEIGHTS_FILENAME,
     ExportVersion,
+    VersionReader,
     copy_version,
     is_complete_version,
     latest_version,
     list_versions,
     prune_versions,
+    read_identity,
 )
 from t2r.export.loading import LoadedExport, load_export
 from t2r.export.program import (
@@ -96,6 +100,7 @@ __all__ = [
     "AsyncExportHook",
     "AsyncExportHookBuilder",
     "BestExporter",
+    "ExportError",
     "ExportModule",
     "ExportSnapshot",
     "ExportVersion",
@@ -105,6 +110,8 @@ __all__ = [
     "OnnxExportError",
     "ProgramBuilder",
     "TD3Hooks",
+    "UnsafeExportError",
+    "VersionReader",
     "convert_to_onnx",
     "copy_version",
     "create_default_exporters",
@@ -120,5 +127,6 @@ __all__ = [
     "load_export",
     "program_builder",
     "prune_versions",
+    "read_identity",
     "write_snapshot",
 ]

@@ -23,15 +23,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import hashlib
 import logging
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from t2r.atomic import atomic_directory, fsync_file, is_temporary_path
-from t2r.specs import T2R_ASSETS_FILENAME, T2RAssets, load_t2r_assets_to_file
+from t2r.export.errors import ExportError
+from t2r.specs import (
+    T2R_ASSETS_FILENAME,
+    AssetsError,
+    T2RAssets,
+    load_t2r_assets_to_file,
+    parse_t2r_assets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +168,187 @@ def copy_version(version: ExportVersion, destination_dir: str | os.PathLike[str]
     return final
 
 
+def read_identity(path: str | os.PathLike[str]) -> str | None:
+    """The content identity of the version at `path`, or None when it has no assets.
+
+    The SHA-256 of its ``t2r_assets.json``, which differs between any two
+    writes (each records its own ``write_id`` and time). Predictors compare
+    it to notice a version that was exported again.
+    """
+    try:
+        return hashlib.sha256(Path(path, ASSETS_FILENAME).read_bytes()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def file_record(data: bytes) -> dict[str, Any]:
+    """What the assets record of a version file (``metadata['files'][name]``)."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def is_plain_file_name(name: object) -> bool:
+    """Whether `name` names a file directly inside a version directory."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\0")
+        and len(name) <= 255
+    )
+
+
 def read_metadata(assets: T2RAssets, path: Path) -> dict[str, Any]:
-    """The assets' metadata, checked for a readable export format version."""
+    """The assets' metadata, checked field by field.
+
+    `path` is the assets file. Raises `AssetsError` naming it and the field
+    for anything a loader would trip over: an unreadable export format
+    version, an unknown program format, file names that are not plain names
+    inside the version directory (``../../outside/model.pt2``), or malformed
+    input/output names and file records.
+    """
     metadata = dict(assets.metadata)
     found = metadata.get("export_format_version", 0)
-    if found > EXPORT_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has export format version {found}; this t2r reads up to "
-            f"{EXPORT_FORMAT_VERSION}. Upgrade t2r."
+    if not isinstance(found, int) or isinstance(found, bool):
+        raise AssetsError(
+            path, "metadata.export_format_version", f"must be an integer, got {found!r}."
         )
+    if found > EXPORT_FORMAT_VERSION:
+        raise AssetsError(
+            path,
+            "metadata.export_format_version",
+            f"export format version {found}; this t2r reads up to {EXPORT_FORMAT_VERSION}. "
+            "Upgrade t2r.",
+        )
+    program_format = metadata.get("program_format")
+    if program_format not in PROGRAM_FORMATS:
+        raise AssetsError(
+            path,
+            "metadata.program_format",
+            f"names no t2r program ({_short(program_format)}; expected one of "
+            f"{PROGRAM_FORMATS}); was it written by t2r.export?",
+        )
+    for field in ("program_file", "weights_file", "onnx_file"):
+        name = metadata.get(field)
+        if name is None and field != "program_file":
+            continue
+        if not is_plain_file_name(name):
+            raise AssetsError(
+                path,
+                f"metadata.{field}",
+                f"must be the name of a file inside the version directory, got {_short(name)}.",
+            )
+    for field in ("input_names", "output_names"):
+        names = metadata.get(field)
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+        ):
+            raise AssetsError(
+                path, f"metadata.{field}", f"must be a list of strings, got {_short(names)}."
+            )
+    files = metadata.get("files")
+    if files is not None:
+        if not isinstance(files, dict):
+            raise AssetsError(path, "metadata.files", f"must be an object, got {_short(files)}.")
+        for name, record in files.items():
+            if not (
+                is_plain_file_name(name)
+                and isinstance(record, dict)
+                and isinstance(record.get("sha256"), str)
+                and isinstance(record.get("size"), int)
+            ):
+                raise AssetsError(
+                    path,
+                    f"metadata.files[{name!r}]",
+                    "must be a plain file name with {'sha256': str, 'size': int}, got "
+                    f"{_short(record)}.",
+                )
+    write_id = metadata.get("write_id")
+    if write_id is not None and not isinstance(write_id, str):
+        raise AssetsError(path, "metadata.write_id", f"must be a string, got {_short(write_id)}.")
     return metadata
+
+
+def _short(value: object, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class VersionReader:
+    """Reads the files of one write of a version, even while it is exported again.
+
+    The version directory is opened once; its files are then opened relative
+    to that handle (``openat``), so a concurrent re-export, which swaps a new
+    directory in (`t2r.atomic.publish_directory`), cannot mix its files into
+    this read: they all come from the directory that was opened, and a file
+    of it that has been removed meanwhile raises FileNotFoundError. Where
+    the platform has no ``dir_fd``, files are opened by path; either way a
+    file recorded in the assets' ``files`` is checked against its SHA-256,
+    so a mix is detected (ExportError naming the file).
+
+    Files are opened without following symbolic links and must be regular
+    files directly inside the version directory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        if os.open in os.supports_dir_fd:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            data = self._read(ASSETS_FILENAME)
+            self.identity = hashlib.sha256(data).hexdigest()
+            assets_path = self.path / ASSETS_FILENAME
+            self.assets = parse_t2r_assets(data, assets_path)
+            self.metadata = read_metadata(self.assets, assets_path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, name: str) -> bytes:
+        if not is_plain_file_name(name):
+            raise ExportError(
+                self.path / str(name), "is not a file name inside the version directory."
+            )
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            if self._fd is not None:
+                fd = os.open(name, flags, dir_fd=self._fd)
+            else:
+                fd = os.open(self.path / name, flags)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ExportError(
+                    self.path / name, "is a symbolic link; version files must be regular files."
+                ) from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ExportError(self.path / name, "is not a regular file.")
+            return f.read()
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of the version's file `name`, checked against the assets' record of it."""
+        data = self._read(name)
+        record = (self.metadata.get("files") or {}).get(name)
+        if record is not None and (
+            record["size"] != len(data) or hashlib.sha256(data).hexdigest() != record["sha256"]
+        ):
+            raise ExportError(
+                self.path / name,
+                "does not match the SHA-256 recorded in its assets (damaged, or a mix of two "
+                "writes).",
+            )
+        return data
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> VersionReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -12,7 +13,9 @@ from typing import Any
 import torch
 
 from t2r.export import layout
-from t2r.specs import SpecError, T2RAssets
+from t2r.export.errors import ExportError, UnsafeExportError
+from t2r.export.pt2 import load_exported_program
+from t2r.specs import T2RAssets
 
 Program = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -82,7 +85,9 @@ class LoadedExport:
     """A loaded version: its assets and a callable program.
 
     `program` maps ``{input name: (B, ...) tensor}`` (the required packing-spec
-    paths, `input_names`) to ``{output name: (B, ...) tensor}``.
+    paths, `input_names`) to ``{output name: (B, ...) tensor}``. `identity`
+    is the content identity of the write that was loaded (see
+    `layout.read_identity`): re-exporting a version changes it.
     """
 
     version: layout.ExportVersion
@@ -92,6 +97,7 @@ class LoadedExport:
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     program: Program
+    identity: str = ""
 
 
 def as_version(
@@ -112,45 +118,63 @@ def as_version(
 def load_export(
     path_or_version: layout.ExportVersion | str | os.PathLike[str],
     device: str | torch.device = "cpu",
+    trust_torchscript: bool = False,
 ) -> LoadedExport:
     """Loads a complete version's assets and program (no model code is imported).
 
-    torch.export programs load with ``torch.export.load`` (moved to `device`
-    when it is not the CPU), TorchScript programs with ``torch.jit.load``.
+    The assets and the program are read from one write of the version, even
+    while it is being re-exported (`layout.VersionReader`). torch.export
+    programs load without honouring any pickle or code in the archive
+    (`t2r.export.pt2`), then move to `device` when it is not the CPU.
+    TorchScript programs load with ``torch.jit.load``, which unpickles the
+    archive's data: only with `trust_torchscript` (exports you made yourself
+    or otherwise trust); see ``docs/export_format.md``.
+
+    Raises `t2r.specs.AssetsError` for malformed assets (naming the field),
+    `ExportError` naming the file for a damaged, mixed or unsafe program
+    (`UnsafeExportError` when it holds something loading would execute), and
+    FileNotFoundError when the version was removed while loading.
     """
     version = as_version(path_or_version)
-    assets = version.load_assets()
-    metadata = layout.read_metadata(assets, version.path)
-    program_format = metadata.get("program_format")
-    program_file = metadata.get("program_file")
-    if program_format not in layout.PROGRAM_FORMATS or not program_file:
-        raise SpecError(
-            f"{version.path / layout.ASSETS_FILENAME} names no t2r program "
-            f"(program_format {program_format!r}); was it written by t2r.export?"
-        )
-    device = torch.device(device)
+    with layout.VersionReader(version.path) as reader:
+        assets = reader.assets
+        metadata = reader.metadata
+        program_format = metadata["program_format"]
+        program_file = metadata["program_file"]
+        device = torch.device(device)
+        if program_format == layout.TORCHSCRIPT and not trust_torchscript:
+            raise UnsafeExportError(
+                version.path / program_file,
+                "data.pkl",
+                "a pickle (TorchScript's loader unpickles it)",
+                " Pass trust_torchscript=True to load TorchScript exports from a trusted source.",
+            )
+        data = reader.read_file(program_file)
+        identity = reader.identity
     path = version.path / program_file
     program: Program
     if program_format == layout.TORCH_EXPORT:
-        exported = torch.export.load(str(path))
+        exported = load_exported_program(data, path)
         if device.type != "cpu":
             from torch.export.passes import move_to_device_pass
 
             exported = move_to_device_pass(exported, device)
         program = LiftedProgramRunner.for_program(exported)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is the fallback
-            program = torch.jit.load(str(path), map_location=device)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is the fallback
+                program = torch.jit.load(io.BytesIO(data), map_location=device)
+        except Exception as e:  # a damaged archive
+            raise ExportError(path, f"is not a TorchScript program: {e}") from e
         program.eval()  # type: ignore[attr-defined]
-    input_names = tuple(metadata.get("input_names") or ())
-    output_names = tuple(metadata.get("output_names") or ())
     return LoadedExport(
         version=version,
         assets=assets,
         metadata=metadata,
         program_format=program_format,
-        input_names=input_names,
-        output_names=output_names,
+        input_names=tuple(metadata.get("input_names") or ()),
+        output_names=tuple(metadata.get("output_names") or ()),
         program=program,
+        identity=identity,
     )

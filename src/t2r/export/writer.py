@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import secrets
 import time
 import weakref
 from collections.abc import Mapping
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from t2r.atomic import atomic_directory, fsync_file, write_safetensors
+from t2r.atomic import atomic_directory, write_safetensors
 from t2r.export import layout
 from t2r.export.program import ExportSnapshot, ProgramBuilder
 from t2r.specs import T2RAssets, write_t2r_assets_to_file
@@ -41,6 +43,13 @@ def program_builder(
     return builders[key]
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_snapshot(
     snapshot: ExportSnapshot,
     export_dir: str | os.PathLike[str],
@@ -51,8 +60,10 @@ def write_snapshot(
     """Writes `snapshot` as ``export_dir/<version>/`` and returns that path.
 
     The version (default: the snapshot's global step) is filled under a
-    temporary name — program, weights, ONNX, then ``t2r_assets.json`` — and
-    renamed into place. Exporting an existing version replaces it. With
+    temporary name — program, weights, ONNX, then ``t2r_assets.json``, which
+    records a fresh ``write_id`` and each file's SHA-256 — and renamed into
+    place. Exporting an existing version replaces it atomically (see
+    `t2r.atomic.publish_directory`). With
     `exports_to_keep`, older versions beyond that many are removed afterwards.
     `metadata` adds entries to the assets' metadata (e.g. eval metrics).
     """
@@ -63,19 +74,26 @@ def write_snapshot(
         raise ValueError(f"Export versions are non-negative integers, got {version}.")
     final = root / str(version)
     start = time.perf_counter()
+    files: dict[str, dict[str, Any]] = {}
     with atomic_directory(final) as tmp:
-        program_path = tmp / snapshot.metadata["program_file"]
+        program_name = snapshot.metadata["program_file"]
         if snapshot.program_format == layout.TORCH_EXPORT:
-            torch.export.save(snapshot.program, str(program_path))
+            buffer = io.BytesIO()
+            torch.export.save(snapshot.program, buffer)
+            program_bytes = buffer.getvalue()
         else:
-            program_path.write_bytes(snapshot.program)
-        fsync_file(program_path)
+            program_bytes = snapshot.program
+        _write_file(tmp / program_name, program_bytes)
+        files[program_name] = layout.file_record(program_bytes)
         write_safetensors(
             tmp / layout.WEIGHTS_FILENAME, snapshot.weights, metadata={"format": "pt"}
         )
+        files[layout.WEIGHTS_FILENAME] = layout.file_record(
+            (tmp / layout.WEIGHTS_FILENAME).read_bytes()
+        )
         if snapshot.onnx_model is not None:
-            (tmp / layout.ONNX_FILENAME).write_bytes(snapshot.onnx_model)
-            fsync_file(tmp / layout.ONNX_FILENAME)
+            _write_file(tmp / layout.ONNX_FILENAME, snapshot.onnx_model)
+            files[layout.ONNX_FILENAME] = layout.file_record(snapshot.onnx_model)
         assets = T2RAssets(
             feature_spec=snapshot.feature_spec,
             label_spec=snapshot.label_spec,
@@ -85,6 +103,8 @@ def write_snapshot(
                 "version": version,
                 "created_unix_time": time.time(),
                 **(metadata or {}),
+                "write_id": secrets.token_hex(16),
+                "files": files,
             },
         )
         write_t2r_assets_to_file(assets, tmp / layout.ASSETS_FILENAME)  # last

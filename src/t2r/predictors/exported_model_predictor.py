@@ -36,7 +36,10 @@ class ExportedModelPredictor(AbstractPredictor):
     specs come from the export. Only complete versions are loaded (an
     integer-named directory with ``t2r_assets.json``; temporary and
     half-copied directories are skipped), and `restore` switches to a newer
-    version when one has appeared.
+    version when one has appeared, or to a new write of the loaded version
+    (versions are told apart by content identity, `layout.read_identity`,
+    not by path). Loading never runs code from the export (see
+    ``docs/export_format.md``).
 
     Args:
       export_dir: a directory of versions, or one version directory.
@@ -56,6 +59,9 @@ class ExportedModelPredictor(AbstractPredictor):
         should not cost the timeout).
       allow_nonfinite: accept NaN/infinite float inputs (refused by default;
         see `FeatureFeeder`).
+      trust_torchscript: also load TorchScript programs, whose loader
+        unpickles them: only for exports from a trusted source (see
+        ``docs/export_format.md``). torch.export programs never need it.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class ExportedModelPredictor(AbstractPredictor):
         num_threads: int | None = None,
         wait_for_export_dir: bool = False,
         allow_nonfinite: bool = False,
+        trust_torchscript: bool = False,
     ) -> None:
         self._export_dir = Path(export_dir)
         self._wait_for_export_dir = wait_for_export_dir
@@ -78,7 +85,8 @@ class ExportedModelPredictor(AbstractPredictor):
         self._device = torch.device(device)
         self._allow_cast = allow_cast
         self._loaded: _Loaded | None = None
-        self._bad_versions: set[Path] = set()
+        self._bad_versions: set[str] = set()  # content identities
+        self._trust_torchscript = trust_torchscript
         self._restore_thread = None
         if num_threads is not None:
             torch.set_num_threads(num_threads)
@@ -90,19 +98,22 @@ class ExportedModelPredictor(AbstractPredictor):
         """Whether this predictor can load `version` (subclasses narrow it)."""
         return True
 
-    def _find_version(self) -> layout.ExportVersion | None:
+    def _find_version(self) -> tuple[layout.ExportVersion, str] | None:
+        """The newest usable version and its content identity (`layout.read_identity`)."""
         if layout.is_complete_version(self._export_dir):
-            version = layout.ExportVersion(self._export_dir, int(self._export_dir.name))
-            usable = version.path not in self._bad_versions and self._usable(version)
-            return version if usable else None
-        for version in reversed(layout.list_versions(self._export_dir)):
-            if version.path not in self._bad_versions and self._usable(version):
-                return version
+            candidates = [layout.ExportVersion(self._export_dir, int(self._export_dir.name))]
+        else:
+            candidates = list(reversed(layout.list_versions(self._export_dir)))
+        for version in candidates:
+            identity = layout.read_identity(version.path)
+            if identity is None or identity in self._bad_versions or not self._usable(version):
+                continue
+            return version, identity
         return None
 
     # ------------------------------------------------------------ loading
     def _load(self, version: layout.ExportVersion) -> _Loaded:
-        export = load_export(version, self._device)
+        export = load_export(version, self._device, self._trust_torchscript)
         feeder = FeatureFeeder(
             export.assets.feature_spec,
             export.input_names or None,
@@ -173,26 +184,28 @@ class ExportedModelPredictor(AbstractPredictor):
 
     def _load_newest(self) -> bool:
         while True:
-            version = self._find_version()
-            if version is None:
+            found = self._find_version()
+            if found is None:
                 return False
+            version, identity = found
             loaded = self._loaded
-            if loaded is not None and loaded.export.version == version:
+            if loaded is not None and loaded.export.identity == identity:
                 return True
             try:
                 self._loaded = self._load(version)
-            except Exception as e:  # removed while loading, or broken
-                if version.path.exists():
-                    logger.error("Cannot load export %s; skipping it: %s", version.path, e)
-                    self._bad_versions.add(version.path)
+            except Exception as e:  # replaced or removed while loading, or broken
+                if layout.read_identity(version.path) != identity:
+                    logger.info("Export %s changed while loading; looking again.", version.path)
                 else:
-                    logger.info("Export %s was removed while loading; looking again.", version)
+                    logger.error("Cannot load export %s; skipping it: %s", version.path, e)
+                    self._bad_versions.add(identity)
                 continue
             logger.info(
-                "Loaded export %s (global step %d, %s).",
+                "Loaded export %s (global step %d, %s, write %s).",
                 version.path,
                 self.global_step,
                 self._loaded.export.program_format,
+                self._loaded.export.metadata.get("write_id"),
             )
             return True
 

@@ -19,6 +19,7 @@ from t2r.specs.assets import (
     T2R_PBTXT_ASSETS_FILENAME,
     T2RAssets,
     load_t2r_assets_to_file,
+    parse_t2r_assets,
     t2r_assets_to_pbtxt,
     write_t2r_assets_to_file,
 )
@@ -32,7 +33,7 @@ from t2r.specs.dtypes import (
     numpy_dtype,
     string,
 )
-from t2r.specs.errors import MissingKeyError, SpecError
+from t2r.specs.errors import AssetsError, MissingKeyError, SpecError
 from t2r.specs.extended_tensor_spec import (
     ExtendedTensorSpec,
     is_encoded_image_spec,
@@ -73,6 +74,7 @@ from t2r.specs.tensors import (
 __all__ = [
     "T2R_ASSETS_FILENAME",
     "T2R_PBTXT_ASSETS_FILENAME",
+    "AssetsError",
     "ExtendedTensorSpec",
     "MissingKeyError",
     "SpecDType",
@@ -108,6 +110,7 @@ __all__ = [
     "numpy_dtype",
     "pack_flat_sequence_to_spec_structure",
     "pad_or_clip_tensor_to_spec_shape",
+    "parse_t2r_assets",
     "replace_dtype",
     "shapes_compatible",
     "string",

@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 import t2r
 from t2r.atomic import atomic_write_text
 from t2r.specs.dtypes import TF_ENUM_TO_NAME, dtype_name
-from t2r.specs.errors import SpecError
+from t2r.specs.errors import AssetsError, SpecError
 from t2r.specs.extended_tensor_spec import ExtendedTensorSpec
 from t2r.specs.structure import flatten_spec_structure
 from t2r.specs.tensor_spec_struct import TensorSpecStruct
@@ -81,39 +81,122 @@ def write_t2r_assets_to_file(t2r_assets: T2RAssets, filename: str | os.PathLike[
 def load_t2r_assets_to_file(filename: str | os.PathLike[str]) -> T2RAssets:
     """Reads assets written by `write_t2r_assets_to_file` or T2R's pbtxt.
 
-    (The name keeps Tensor2Robot's, odd as it is.)
+    (The name keeps Tensor2Robot's, odd as it is.) Raises `AssetsError`
+    naming the file and the field for any malformed content.
     """
     path = Path(filename)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError(f"No assets file at {path}.") from None
+        raise AssetsError(path, None, f"No assets file at {path}.") from None
+    except OSError as e:
+        raise AssetsError(path, None, f"cannot be read: {e}") from e
+    return parse_t2r_assets(data, path)
+
+
+def parse_t2r_assets(data: bytes, path: str | os.PathLike[str]) -> T2RAssets:
+    """The assets in `data`, the bytes of the file `path` (named in errors).
+
+    JSON (``t2r_assets.json``) or Tensor2Robot's text-format protobuf. Raises
+    `AssetsError` naming `path` and the field for any malformed content.
+    """
+    path = Path(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AssetsError(path, None, f"is not UTF-8 (byte offset {e.start}).") from None
     if text.lstrip().startswith("{"):
         return _load_json_assets(text, path)
-    return _load_pbtxt_assets(text, path)
+    try:
+        return _load_pbtxt_assets(text, path)
+    except AssetsError:
+        raise
+    except SpecError as e:
+        raise AssetsError(path, e.key, str(e)) from e
+    except (ValueError, TypeError, RecursionError, OverflowError) as e:
+        raise AssetsError(path, None, f"not a t2r assets file (JSON or T2R pbtxt): {e}") from e
 
 
 def _load_json_assets(text: str, path: Path) -> T2RAssets:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SpecError(
-            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}."
-        ) from e
+        raise AssetsError(
+            path, None, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}."
+        ) from None
+    except RecursionError:
+        raise AssetsError(path, None, "JSON nested too deeply.") from None
+    except ValueError as e:  # e.g. an integer with too many digits
+        raise AssetsError(path, None, f"invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise AssetsError(path, None, f"must hold a JSON object, got {_json_type(data)}.")
     if data.get("format") != _FORMAT:
-        raise SpecError(f"{path} is not a t2r assets file (format {data.get('format')!r}).")
-    if data.get("format_version", 0) > _FORMAT_VERSION:
-        raise SpecError(
-            f"{path} has assets format version {data['format_version']}; this t2r "
-            f"({t2r.__version__}) reads up to {_FORMAT_VERSION}. Upgrade t2r."
+        raise AssetsError(
+            path, "format", f"is not a t2r assets file (format {_short(data.get('format'))})."
         )
-    label_spec = data.get("label_spec")
+    format_version = _int_field(data, "format_version", path)
+    if format_version > _FORMAT_VERSION:
+        raise AssetsError(
+            path,
+            "format_version",
+            f"assets format version {format_version}; this t2r ({t2r.__version__}) reads up "
+            f"to {_FORMAT_VERSION}. Upgrade t2r.",
+        )
+    feature_spec = _specs_field(data.get("feature_spec"), "feature_spec", path, required=True)
+    label_spec = _specs_field(data.get("label_spec"), "label_spec", path, required=False)
+    metadata = data.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise AssetsError(path, "metadata", f"must be an object, got {_json_type(metadata)}.")
     return T2RAssets(
-        feature_spec=_specs_from_dict(data["feature_spec"]),
-        label_spec=None if label_spec is None else _specs_from_dict(label_spec),
-        global_step=int(data.get("global_step", 0)),
-        metadata=dict(data.get("metadata") or {}),
+        feature_spec=feature_spec if feature_spec is not None else TensorSpecStruct(),
+        label_spec=label_spec,
+        global_step=_int_field(data, "global_step", path),
+        metadata=metadata,
     )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), f"a number ({_short(value)})")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _int_field(data: dict[str, Any], field: str, path: Path) -> int:
+    value = data.get(field, 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise AssetsError(path, field, f"must be an integer, got {_json_type(value)}.")
+    return value
+
+
+def _specs_field(value: Any, field: str, path: Path, required: bool) -> TensorSpecStruct | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict):
+        raise AssetsError(path, field, f"must be an object of specs, got {_json_type(value)}.")
+    specs = []
+    for key, spec in value.items():
+        where = f"{field}[{key!r}]"
+        if not isinstance(spec, dict):
+            raise AssetsError(path, where, f"must be an object, got {_json_type(spec)}.")
+        try:
+            specs.append((key, ExtendedTensorSpec.from_dict(spec)))
+        except Exception as e:  # whatever the content: name the field
+            raise AssetsError(path, where, f"is not a valid spec: {_short(str(e), 300)}") from None
+    try:
+        return TensorSpecStruct(specs)
+    except Exception as e:  # e.g. keys that clash as paths
+        raise AssetsError(path, field, f"is not a valid spec structure: {e}") from None
 
 
 # --------------------------------------------------------------------------

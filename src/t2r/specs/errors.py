@@ -30,6 +30,22 @@ class SpecError(ValueError):
         self.actual = actual
 
 
+class AssetsError(SpecError):
+    """A t2r assets file is unreadable or malformed.
+
+    Whatever the content (wrong types, deep nesting, bad UTF-8), reading
+    assets raises this and nothing else; `path` is the file and `field` the
+    place in it (``'feature_spec'``, ``"feature_spec['x'].shape"``,
+    ``'metadata.program_file'``), or None for the file as a whole.
+    """
+
+    def __init__(self, path: Any, field: str | None, problem: str) -> None:
+        where = f"{path}" if field is None else f"{path}, field {field}"
+        super().__init__(f"{where}: {problem}", key=field)
+        self.path = path
+        self.field = field
+
+
 class MissingKeyError(KeyError, AttributeError):
     """A key or attribute is missing from a TensorSpecStruct.
 
