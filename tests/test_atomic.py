@@ -66,3 +66,61 @@ def test_atomic_directory_publishes_replaces_and_cleans_up(tmp_path):
         raise RuntimeError("crash")
     assert sorted(p.name for p in final.iterdir()) == ["b"]
     assert os.listdir(tmp_path) == ["ckpt"]
+
+
+_KILL_SCRIPT = """
+import os, shutil, signal, sys
+from pathlib import Path
+import t2r.atomic as atomic
+
+final, point = Path(sys.argv[1]), sys.argv[2]
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "before_swap":
+    atomic._swap = die
+elif point == "after_swap":  # the old directory is about to be removed
+    atomic.shutil.rmtree = die
+with atomic.atomic_directory(final) as tmp:
+    for name in ("a", "b", "c"):
+        (tmp / name).write_text("new")
+    if point == "while_filling":
+        die()
+"""
+
+
+@pytest.mark.parametrize("point", ["while_filling", "before_swap", "after_swap", "none"])
+def test_sigkill_at_any_step_of_a_replace_leaves_a_complete_directory(tmp_path, point):
+    import signal
+    import subprocess
+    import sys
+
+    from t2r.atomic import is_temporary_path, swap_paths
+
+    if not swap_paths(tmp_path, tmp_path):
+        pytest.skip("no atomic directory exchange on this filesystem")
+    final = tmp_path / "7"
+    final.mkdir()
+    for name in ("a", "b", "c"):
+        (final / name).write_text("old")
+    done = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(final), point], check=False)
+    assert done.returncode == (0 if point == "none" else -signal.SIGKILL)
+    contents = {p.read_text() for p in final.iterdir()}
+    assert sorted(p.name for p in final.iterdir()) == ["a", "b", "c"]  # complete
+    expected = "new" if point in ("after_swap", "none") else "old"
+    assert contents == {expected}
+    leftovers = [p for p in tmp_path.iterdir() if p != final]
+    assert all(is_temporary_path(p) for p in leftovers)  # readers skip them
+
+
+def test_replace_without_an_atomic_exchange_still_replaces(tmp_path, monkeypatch):
+    import t2r.atomic
+    from t2r.atomic import atomic_directory
+
+    monkeypatch.setattr(t2r.atomic, "_swap", None)
+    final = tmp_path / "v"
+    for text in ("1", "2"):
+        with atomic_directory(final) as tmp:
+            (tmp / "x").write_text(text)
+    assert (final / "x").read_text() == "2" and os.listdir(tmp_path) == ["v"]

@@ -65,3 +65,26 @@ def test_models_that_do_not_convert_are_exported_without_onnx(tmp_path):
     assert metadata["onnx_file"] is None and "ONNX" in metadata["onnx_error"]
     assert not (version / "model.onnx").exists()
     assert OnnxPredictor(tmp_path, timeout=0).restore() is False  # no ONNX version to serve
+
+
+def test_onnx_predictor_never_reads_the_program(pose_export, tmp_path):
+    import pickle
+    import shutil
+
+    from tests.export.test_untrusted_exports import _Payload
+
+    version = tmp_path / "export" / "7"
+    shutil.copytree(pose_export.version_dir, version)
+    marker = tmp_path / "payload-ran"
+    (version / "model.pt2").write_bytes(pickle.dumps(_Payload(marker)))
+    predictor = OnnxPredictor(version.parent, timeout=0)
+    assert predictor.restore()
+    features = pose_inputs(2, seed=3)
+    got = predictor.predict(features)["inference_output"]
+    np.testing.assert_allclose(
+        got, eager_outputs(pose_export.model, features)["inference_output"], atol=1e-5
+    )
+    assert predictor.export.program({k: torch.from_numpy(v) for k, v in features.items()})[
+        "inference_output"
+    ].shape == (2, 2)
+    assert not marker.exists()

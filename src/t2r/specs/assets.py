@@ -112,9 +112,9 @@ def parse_t2r_assets(data: bytes, path: str | os.PathLike[str]) -> T2RAssets:
     except AssetsError:
         raise
     except SpecError as e:
-        raise AssetsError(path, e.key, str(e)) from e
-    except (ValueError, TypeError, RecursionError, OverflowError) as e:
-        raise AssetsError(path, None, f"not a t2r assets file (JSON or T2R pbtxt): {e}") from e
+        raise AssetsError(path, e.key, _short(str(e).removeprefix(f"{path}: "), 500)) from None
+    except Exception as e:  # whatever protobuf's parser raises: name the file
+        raise AssetsError(path, None, f"not a t2r assets file (JSON or T2R pbtxt): {e}") from None
 
 
 def _load_json_assets(text: str, path: Path) -> T2RAssets:
@@ -179,6 +179,20 @@ def _int_field(data: dict[str, Any], field: str, path: Path) -> int:
     return value
 
 
+# JSON types of the spec fields (`ExtendedTensorSpec.to_dict`); others are left to from_dict.
+_SPEC_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "shape": (list, type(None)),
+    "dtype": (str,),
+    "name": (str, type(None)),
+    "is_optional": (bool,),
+    "is_sequence": (bool,),
+    "is_extracted": (bool,),
+    "data_format": (str, type(None)),
+    "dataset_key": (str, type(None)),
+    "varlen_default_value": (int, float, str, bool, type(None)),
+}
+
+
 def _specs_field(value: Any, field: str, path: Path, required: bool) -> TensorSpecStruct | None:
     if value is None and not required:
         return None
@@ -189,6 +203,14 @@ def _specs_field(value: Any, field: str, path: Path, required: bool) -> TensorSp
         where = f"{field}[{key!r}]"
         if not isinstance(spec, dict):
             raise AssetsError(path, where, f"must be an object, got {_json_type(spec)}.")
+        for name, value in spec.items():
+            allowed = _SPEC_FIELD_TYPES.get(name)
+            if allowed is not None and not (
+                isinstance(value, allowed) and not (bool not in allowed and isinstance(value, bool))
+            ):
+                raise AssetsError(
+                    path, f"{where}.{name}", f"has the wrong type: {_json_type(value)}."
+                )
         try:
             specs.append((key, ExtendedTensorSpec.from_dict(spec)))
         except Exception as e:  # whatever the content: name the field
@@ -303,7 +325,7 @@ def _load_pbtxt_assets(text: str, path: Path) -> T2RAssets:
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
-        raise SpecError(f"{path}: not a t2r assets file (JSON or T2R pbtxt): {e}") from e
+        raise SpecError(f"{path}: not a t2r assets file (JSON or T2R pbtxt): {e}"[:500]) from e
 
     def struct(proto: Any) -> TensorSpecStruct:
         # T2R wrote map entries in no particular order; sort for a stable struct.
