@@ -85,7 +85,10 @@ class OnnxPredictor(ExportedModelPredictor):
             identity=identity,
         )
         feeder = FeatureFeeder(
-            assets.feature_spec, input_names, self._allow_cast, allow_nonfinite=self._allow_nonfinite
+            assets.feature_spec,
+            input_names,
+            self._allow_cast,
+            allow_nonfinite=self._allow_nonfinite,
         )
         return _Loaded(export, feeder, session)
 
