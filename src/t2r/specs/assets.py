@@ -189,7 +189,7 @@ _SPEC_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "is_extracted": (bool,),
     "data_format": (str, type(None)),
     "dataset_key": (str, type(None)),
-    "varlen_default_value": (int, float, str, bool, type(None)),
+    "varlen_default_value": (int, float, str, bool, dict, type(None)),  # dict: {"base64": ...}
 }
 
 
