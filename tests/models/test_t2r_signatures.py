@@ -189,3 +189,32 @@ def test_model_fn_input_policy():
     nan[0, 0] = float("nan")
     outputs = model.model_fn({"x": nan}, None, ModeKeys.PREDICT)
     assert torch.isnan(outputs.export_outputs["inference_output"][0]).all()
+
+
+def test_a_t2r_style_model_trains_and_evaluates_through_train_eval_model(tmp_path):
+    """Preprocessor by keyword, T2R model_eval_fn and _action_size, through the loop."""
+    from t2r.train import train_eval_model
+    from tests.train.models import SeededInput
+
+    class PortedModel(T2RStyleEval):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(preprocessor_cls=T2RStylePreprocessor, **kwargs)
+            self.head = nn.Linear(3, self._action_size)
+
+        def get_label_specification(self, mode):
+            return specs.TensorSpecStruct(
+                target=specs.ExtendedTensorSpec((self.action_size,), torch.float32, name="t")
+            )
+
+    metrics = train_eval_model(
+        PortedModel(action_size=2),
+        SeededInput(),
+        SeededInput(),
+        max_train_steps=2,
+        model_dir=tmp_path,
+        save_checkpoints_steps=2,
+        eval_steps=2,
+        show_progress=False,
+    )
+    assert metrics["half_loss"] == pytest.approx(metrics["loss"] / 2, rel=1e-5)
+    assert metrics["double_loss"] == pytest.approx(metrics["loss"] * 2, rel=1e-5)
