@@ -87,9 +87,16 @@ def _plant_pickled_weight(version: Path, marker: Path) -> None:
     _rewrite_archive(version / "model.pt2", edit)
 
 
-def _plant_pickled_sample_inputs(version: Path, marker: Path) -> None:
+def _plant_pickled_sample_inputs(version: Path, marker: Path, raw: bool = True) -> None:
+    if raw:
+        payload = pickle.dumps(_Payload(marker))
+    else:  # a well-formed torch.save archive whose data.pkl calls open()
+        buffer = io.BytesIO()
+        torch.save(_Payload(marker), buffer)
+        payload = buffer.getvalue()
+
     def edit(entry: str, data: bytes) -> bytes:
-        return pickle.dumps(_Payload(marker)) if entry.startswith("data/sample_inputs/") else data
+        return payload if entry.startswith("data/sample_inputs/") else data
 
     _rewrite_archive(version / "model.pt2", edit)
 
@@ -134,18 +141,31 @@ def test_tampered_program_is_refused_and_its_payload_never_runs(tmp_path, plant)
     assert not marker.exists()
 
 
-def test_pickled_sample_inputs_are_never_read(tmp_path):
+@pytest.mark.parametrize("raw", [True, False], ids=["raw-pickle", "torch-save"])
+def test_pickled_sample_inputs_are_refused_without_unpickling(tmp_path, raw):
     version = _export(tmp_path)
     marker = tmp_path / "payload-ran"
-    _plant_pickled_sample_inputs(version, marker)
+    _plant_pickled_sample_inputs(version, marker, raw)
     _torch_runs_it(version / "model.pt2")
     assert marker.exists(), "plain torch.export.load falls back to an unsafe unpickle"
     marker.unlink()
 
-    loaded = load_export(version)  # sample inputs play no part in serving: never unpickled
-    with torch.inference_mode():
-        assert loaded.program({"x": torch.from_numpy(X)})["inference_output"].shape == (2, 2)
+    what = "a raw pickle" if raw else "a pickle that calls io.open"
+    with pytest.raises(UnsafeExportError, match=f"data/sample_inputs/model.pt holds {what}"):
+        load_export(version)
     assert not marker.exists()
+
+
+def test_clean_sample_inputs_pass_the_scan(tmp_path):
+    from t2r.export.pt2 import pickle_globals_problem
+
+    buffer = io.BytesIO()
+    torch.save(((torch.zeros(2, 3), torch.ones(1, dtype=torch.uint8)), {}), buffer)
+    inner = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    pickled = next(n for n in inner.namelist() if n.endswith("/data.pkl"))
+    assert pickle_globals_problem(inner.read(pickled)) is None
+    assert "calls io.open" in (pickle_globals_problem(pickle.dumps(_Payload(tmp_path), 2)) or "")
+    assert "STACK_GLOBAL" in (pickle_globals_problem(pickle.dumps(_Payload(tmp_path), 4)) or "")
 
 
 @pytest.mark.parametrize(

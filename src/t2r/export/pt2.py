@@ -11,11 +11,12 @@ Any of them runs a tampered file's payload.
 `load_exported_program` reads the archive from bytes already in memory and
 refuses every such entry before anything is deserialized: weights and
 constants come only from raw tensor records described by JSON, sample
-inputs are never read, expressions must be plain sympy arithmetic over
-symbols (checked token by token before sympy sees them), and guard code
-(input shape checks as Python source) is dropped. What remains is torch's
-JSON graph deserializer and its verifier, which admits only registered
-operators.
+inputs are never unpickled (a static scan refuses ones that would call
+anything but tensor rebuilding, which torch would retry unsafely),
+expressions must be plain sympy arithmetic over symbols (checked token by
+token before sympy sees them), and guard code (input shape checks as Python
+source) is dropped. What remains is torch's JSON graph deserializer and its
+verifier, which admits only registered operators.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import pickletools
 import re
 import tokenize
 import zipfile
@@ -95,6 +97,61 @@ def check_shape_expression(expr: str) -> str | None:
             continue
         return f"holds {tokenize.tok_name[kind]} {text[:40]!r}"
     return None
+
+
+# Allowed callables in torch.save'd sample inputs (tensors in dicts/tuples).
+_SAMPLE_INPUT_GLOBALS = frozenset(
+    {
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("collections", "OrderedDict"),
+        ("torch", "Size"),
+    }
+)
+_STORAGE_NAME = re.compile(r"[A-Z][A-Za-z0-9]*Storage\Z")
+_IMPORTING_OPCODES = frozenset({"STACK_GLOBAL", "INST", "OBJ", "EXT1", "EXT2", "EXT4"})
+
+
+def pickle_globals_problem(data: bytes) -> str | None:
+    """Why the pickle `data` could call something other than tensor rebuilding, or None.
+
+    A static scan (``pickletools.genops``; nothing is unpickled): every
+    ``GLOBAL`` must be an allow-listed tensor-rebuilding callable or a torch
+    storage type, and opcodes that import by computed names are refused.
+    """
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in _IMPORTING_OPCODES:
+                return f"uses the {opcode.name} opcode"
+            if opcode.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+                if (module, name) in _SAMPLE_INPUT_GLOBALS or (
+                    module == "torch" and _STORAGE_NAME.match(name)
+                ):
+                    continue
+                return f"calls {module}.{name}"
+    except Exception as e:
+        return f"is not a readable pickle ({e})"
+    return None
+
+
+def _check_sample_inputs(data: bytes, entry: str, path: Path) -> None:
+    """Refuses sample inputs that torch.export.load would unpickle into a call.
+
+    They are never read here; torch retries them with ``weights_only=False``,
+    so a payload in them is refused rather than left in place.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            pickles = [n for n in inner.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) != 1:
+                raise UnsafeExportError(path, entry, "no torch.save archive (a raw pickle?)")
+            problem = pickle_globals_problem(inner.read(pickles[0]))
+    except zipfile.BadZipFile:
+        raise UnsafeExportError(path, entry, "a raw pickle, not a torch.save archive") from None
+    if problem is not None:
+        raise UnsafeExportError(path, entry, f"a pickle that {problem}")
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -183,6 +240,9 @@ def load_exported_program(data: bytes, path: str | Path) -> torch.export.Exporte
                     path,
                     f"has archive version {version!r}; torch reads {c.ARCHIVE_VERSION_VALUE!r}.",
                 )
+            sample_inputs = c.SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
+            if sample_inputs in names:
+                _check_sample_inputs(reader.read_bytes(sample_inputs), sample_inputs, path)
             model_entry = c.MODELS_FILENAME_FORMAT.format(model)
             try:
                 program_json = json.loads(reader.read_bytes(model_entry).decode("utf-8"))
