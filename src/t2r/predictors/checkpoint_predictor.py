@@ -70,23 +70,16 @@ class CheckpointPredictor(AbstractPredictor):
         self._loaded = False
         self._checkpoint: Checkpoint | None = None
         self._restore_thread = None
+        self._corrupt: set[Path] = set()  # checkpoints found corrupt, not tried again
 
     # ------------------------------------------------------------ restoring
-    def _find_checkpoint(self) -> Checkpoint | None:
-        from t2r.train.checkpoints import Checkpoint, latest_checkpoint
-
-        assert self._checkpoint_dir is not None
-        path = self._checkpoint_dir
-        if (path / "state.json").is_file() and path.name.startswith("ckpt-"):
-            return Checkpoint(path, int(path.name.removeprefix("ckpt-")))
-        if path.name == "checkpoints" and not (path / "checkpoints").is_dir():
-            path = path.parent
-        return latest_checkpoint(path)
-
     def restore(self, is_async: bool = False) -> bool:
         """Loads the newest checkpoint's weights; True when loaded (or already current).
 
         Waits up to `timeout` seconds for a checkpoint; False when none appears.
+        A checkpoint that cannot be read (truncated or corrupt files, non-finite
+        weights) is skipped with a warning naming it, and the newest intact one
+        is loaded instead.
         """
         if self._checkpoint_dir is None:
             raise ValueError(
@@ -100,26 +93,52 @@ class CheckpointPredictor(AbstractPredictor):
             f"checkpoint in {self._checkpoint_dir}",
         )
 
+    def _candidates(self) -> list[Checkpoint]:
+        """Checkpoints to try, newest first."""
+        from t2r.train.checkpoints import Checkpoint, list_checkpoints
+
+        assert self._checkpoint_dir is not None
+        path = self._checkpoint_dir
+        if (path / "state.json").is_file() and path.name.startswith("ckpt-"):
+            return [Checkpoint(path, int(path.name.removeprefix("ckpt-")))]
+        if path.name == "checkpoints" and not (path / "checkpoints").is_dir():
+            path = path.parent
+        return list(reversed(list_checkpoints(path)))
+
     def _load_newest(self) -> bool:
-        from t2r.train.checkpoints import load_model_weights
+        """Loads the newest intact checkpoint; a corrupt newer one is skipped with a
+        warning (once per checkpoint) naming it."""
+        from t2r.train.checkpoints import CheckpointError, load_model_weights
 
         while True:
-            checkpoint = self._find_checkpoint()
-            if checkpoint is None:
-                return False
-            current = self._checkpoint
-            if self._loaded and current is not None and current.path == checkpoint.path:
+            vanished = False
+            for checkpoint in self._candidates():
+                current = self._checkpoint
+                if self._loaded and current is not None and current.path == checkpoint.path:
+                    return True
+                if checkpoint.path in self._corrupt:
+                    continue
+                try:
+                    load_model_weights(checkpoint, self._model)
+                except FileNotFoundError:  # removed by the trainer meanwhile
+                    logger.info("Checkpoint %s vanished while loading.", checkpoint.path)
+                    vanished = True
+                    break
+                except CheckpointError as e:
+                    self._corrupt.add(checkpoint.path)
+                    logger.warning(
+                        "Skipping corrupt checkpoint %s (falling back to an older one): %s",
+                        checkpoint.path,
+                        e,
+                    )
+                    continue
+                self._model.eval()
+                self._checkpoint = checkpoint
+                self._loaded = True
+                logger.info("Loaded checkpoint %s.", checkpoint.path)
                 return True
-            try:
-                load_model_weights(checkpoint, self._model)
-            except FileNotFoundError:  # removed by the trainer meanwhile
-                logger.info("Checkpoint %s vanished while loading.", checkpoint.path)
-                continue
-            self._model.eval()
-            self._checkpoint = checkpoint
-            self._loaded = True
-            logger.info("Loaded checkpoint %s.", checkpoint.path)
-            return True
+            if not vanished:
+                return False
 
     def init_randomly(self) -> None:
         """Uses the weights the model was constructed with (its random initialization)."""

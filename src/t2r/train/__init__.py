@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from t2r.train.checkpoints import (
     Checkpoint,
+    CheckpointError,
+    NonFiniteCheckpointError,
     TrainingState,
     latest_checkpoint,
     list_checkpoints,
     load_model_weights,
     restore_checkpoint,
+    restore_latest_checkpoint,
     save_checkpoint,
 )
 from t2r.train.distributed import DistributedContext, all_reduce_gradients
@@ -19,12 +22,14 @@ from t2r.train.train_eval import Exporter, Preempted, evaluate, seed_everything,
 __all__ = [
     "CallbackHook",
     "Checkpoint",
+    "CheckpointError",
     "DistributedContext",
     "Exporter",
     "GoldenValuesHookBuilder",
     "Hook",
     "HookBuilder",
     "MetricsWriter",
+    "NonFiniteCheckpointError",
     "Preempted",
     "TrainingState",
     "all_reduce_gradients",
@@ -34,6 +39,7 @@ __all__ = [
     "load_model_weights",
     "read_metrics",
     "restore_checkpoint",
+    "restore_latest_checkpoint",
     "save_checkpoint",
     "seed_everything",
     "train_eval_model",

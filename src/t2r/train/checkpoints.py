@@ -5,6 +5,13 @@ A checkpoint is a directory ``<model_dir>/checkpoints/ckpt-<step:09d>/`` holding
 and RNG states) and ``state.json`` (everything else). It is written under a
 temporary name and renamed into place, so a half-written checkpoint is never
 seen; readers also ignore any directory without ``state.json``. No pickle.
+
+A checkpoint whose weights are not finite is never written
+(`NonFiniteCheckpointError` names the last good one instead). A checkpoint that
+cannot be read (a truncated safetensors file, a broken ``state.json``, weights
+that are not finite) raises `CheckpointError` naming the file;
+`restore_latest_checkpoint` then falls back to the newest intact one, with a
+warning.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 import t2r
@@ -37,6 +45,35 @@ _FORMAT_VERSION = 1
 Stateful = Any  # an object with state_dict() / load_state_dict()
 
 
+class CheckpointError(ValueError):
+    """A checkpoint on disk cannot be read: a truncated or corrupt file, a broken
+    ``state.json``, or weights that are not finite. The message names the file.
+
+    Attributes:
+        path: the checkpoint directory.
+    """
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class NonFiniteCheckpointError(FloatingPointError):
+    """A checkpoint was not written because its weights (or the training loss since
+    the last checkpoint) are not finite. The message names the step, the
+    offending tensors and the last good checkpoint.
+
+    Attributes:
+        global_step: the step whose checkpoint was refused.
+        last_good: the newest checkpoint on disk, or None.
+    """
+
+    def __init__(self, message: str, global_step: int, last_good: Checkpoint | None) -> None:
+        super().__init__(message)
+        self.global_step = global_step
+        self.last_good = last_good
+
+
 @dataclass
 class Checkpoint:
     """A complete checkpoint on disk."""
@@ -46,7 +83,31 @@ class Checkpoint:
 
     @property
     def state(self) -> dict[str, Any]:
-        return json.loads((self.path / "state.json").read_text())
+        """``state.json``; CheckpointError naming it when it cannot be read."""
+        path = self.path / "state.json"
+        try:
+            state = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            if not self.path.is_dir():
+                raise  # removed (pruned) meanwhile
+            raise CheckpointError(
+                f"{path}: missing; the checkpoint is corrupt.", self.path
+            ) from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise CheckpointError(
+                f"{path}: cannot read the checkpoint state ({type(e).__name__}: {e}); the "
+                "checkpoint is corrupt or truncated.",
+                self.path,
+            ) from e
+        if not isinstance(state, dict) or not all(
+            k in state for k in ("global_step", "optimizer", "scheduler", "rng")
+        ):
+            raise CheckpointError(
+                f"{path}: not a t2r checkpoint state (a JSON object with global_step, "
+                "optimizer, scheduler and rng); the checkpoint is corrupt.",
+                self.path,
+            )
+        return state
 
 
 @dataclass
@@ -76,8 +137,46 @@ def list_checkpoints(model_dir: str | os.PathLike[str]) -> list[Checkpoint]:
 
 
 def latest_checkpoint(model_dir: str | os.PathLike[str]) -> Checkpoint | None:
+    """The newest complete checkpoint (not checked for corruption; see
+    `restore_latest_checkpoint`)."""
     checkpoints = list_checkpoints(model_dir)
     return checkpoints[-1] if checkpoints else None
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters holding NaN or inf, and of the buffers holding NaN
+    (buffers may hold inf on purpose, e.g. attention masks)."""
+    bad = [
+        name
+        for name, p in model.named_parameters()
+        if p.is_floating_point() and not bool(torch.isfinite(p.detach()).all())
+    ]
+    bad += [
+        name
+        for name, b in model.named_buffers()
+        if b.is_floating_point() and bool(torch.isnan(b.detach()).any())
+    ]
+    return bad
+
+
+def _non_finite_weights(weights: Mapping[str, torch.Tensor], model: torch.nn.Module) -> list[str]:
+    """`non_finite_tensors`' rule applied to a loaded state dict."""
+    parameters = {name for name, _ in model.named_parameters()}
+    bad = []
+    for name, tensor in weights.items():
+        if not tensor.is_floating_point():
+            continue
+        finite = torch.isfinite(tensor) if name in parameters else ~torch.isnan(tensor)
+        if not bool(finite.all()):
+            bad.append(name)
+    return bad
+
+
+def describe_checkpoint(checkpoint: Checkpoint | None) -> str:
+    """``'<path> (step N)'``, or a sentence saying there is none."""
+    if checkpoint is None:
+        return "none (no checkpoint was written before)"
+    return f"{checkpoint.path} (step {checkpoint.global_step})"
 
 
 # ------------------------------------------------------------ state flattening
@@ -176,7 +275,23 @@ def save_checkpoint(
     scheduler: Stateful | Mapping[str, Stateful] | None = None,
     keep_checkpoint_max: int | None = 5,
 ) -> Checkpoint:
-    """Writes a checkpoint atomically and keeps only the newest `keep_checkpoint_max`."""
+    """Writes a checkpoint atomically and keeps only the newest `keep_checkpoint_max`.
+
+    Raises:
+        NonFiniteCheckpointError: a parameter holds NaN or inf (or a buffer NaN);
+            nothing is written, and older checkpoints are kept.
+    """
+    bad = non_finite_tensors(model)
+    if bad:
+        last_good = latest_checkpoint(model_dir)
+        raise NonFiniteCheckpointError(
+            f"Not writing the checkpoint of step {training_state.global_step}: "
+            f"{len(bad)} tensor(s) hold non-finite values ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}). The last good checkpoint is "
+            f"{describe_checkpoint(last_good)}.",
+            training_state.global_step,
+            last_good,
+        )
     root = checkpoint_dir(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"ckpt-{training_state.global_step:09d}"
@@ -205,13 +320,49 @@ def save_checkpoint(
     return checkpoint
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors file; CheckpointError naming it if unreadable.
+
+    FileNotFoundError when the whole checkpoint directory is gone (pruned).
+    """
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise
+        raise CheckpointError(f"{path}: missing; the checkpoint is corrupt.", path.parent) from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: cannot read ({type(e).__name__}: {e}); the checkpoint is corrupt or "
+            "truncated.",
+            path.parent,
+        ) from e
+
+
+def _read_weights(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    weights = _read_tensors(path / "model.safetensors")
+    bad = _non_finite_weights(weights, model)
+    if bad:
+        raise CheckpointError(
+            f"{path / 'model.safetensors'}: {len(bad)} tensor(s) hold non-finite values "
+            f"({', '.join(bad[:5])}); not using this checkpoint.",
+            path,
+        )
+    return weights
+
+
 def load_model_weights(
     checkpoint: Checkpoint | str | os.PathLike[str], model: torch.nn.Module
 ) -> None:
-    """Loads only the weights (e.g. for evaluation or prediction)."""
+    """Loads only the weights (e.g. for evaluation or prediction).
+
+    Raises:
+        CheckpointError: ``model.safetensors`` is missing, truncated or corrupt, or
+            holds non-finite weights (naming the file); the model is unchanged.
+        FileNotFoundError: the checkpoint directory is gone (pruned meanwhile).
+    """
     path = checkpoint.path if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
-    weights = load_file(str(path / "model.safetensors"))
-    _load_fitting_weights(model, weights, path)
+    _load_fitting_weights(model, _read_weights(path, model), path)
 
 
 def _load_fitting_weights(
@@ -259,21 +410,85 @@ def restore_checkpoint(
     scheduler: Stateful | Mapping[str, Stateful] | None = None,
     restore_rng: bool = True,
 ) -> TrainingState:
-    """Restores everything `save_checkpoint` wrote; returns the training state."""
+    """Restores everything `save_checkpoint` wrote; returns the training state.
+
+    Every file is read (and checked) before anything is changed.
+
+    Raises:
+        CheckpointError: a file of the checkpoint is missing, truncated or corrupt,
+            or the weights are not finite (naming the file); nothing was restored.
+    """
     state = checkpoint.state
     if state.get("format_version", 0) > _FORMAT_VERSION:
         raise ValueError(
             f"{checkpoint.path} has checkpoint format {state['format_version']}; this t2r "
             f"({t2r.__version__}) reads up to {_FORMAT_VERSION}."
         )
-    load_model_weights(checkpoint, model)
-    tensors = load_file(str(checkpoint.path / "optimizer.safetensors"))
-    _load_state_dicts(optimizer, _join_state(state["optimizer"], tensors))
-    _load_state_dicts(scheduler, _join_state(state["scheduler"], tensors))
+    weights = _read_weights(checkpoint.path, model)
+    tensors = _read_tensors(checkpoint.path / "optimizer.safetensors")
+    try:
+        optimizer_states = _join_state(state["optimizer"], tensors)
+        scheduler_states = _join_state(state["scheduler"], tensors)
+        rng = _join_state(state["rng"], tensors)
+        training_state = TrainingState(
+            global_step=int(state["global_step"]),
+            input_position=int(state.get("input_position", state["global_step"])),
+            extra=dict(state.get("extra") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{checkpoint.path}: state.json and optimizer.safetensors do not match "
+            f"({type(e).__name__}: {e}); the checkpoint is corrupt.",
+            checkpoint.path,
+        ) from e
+    _load_fitting_weights(model, weights, checkpoint.path)
+    _load_state_dicts(optimizer, optimizer_states)
+    _load_state_dicts(scheduler, scheduler_states)
     if restore_rng:
-        set_rng_state(_join_state(state["rng"], tensors))
-    return TrainingState(
-        global_step=int(state["global_step"]),
-        input_position=int(state.get("input_position", state["global_step"])),
-        extra=dict(state.get("extra") or {}),
-    )
+        set_rng_state(rng)
+    return training_state
+
+
+def restore_latest_checkpoint(
+    model_dir: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: Stateful | Mapping[str, Stateful] | None = None,
+    scheduler: Stateful | Mapping[str, Stateful] | None = None,
+    restore_rng: bool = True,
+) -> tuple[Checkpoint, TrainingState] | None:
+    """Restores the newest intact checkpoint in `model_dir`; None if there is none.
+
+    A newer checkpoint that cannot be read (see `restore_checkpoint`) is skipped
+    with a warning naming it and what is wrong; training then resumes from the
+    newest intact one.
+
+    Raises:
+        CheckpointError: every checkpoint is corrupt (naming each), rather than
+            silently starting from scratch beside them.
+    """
+    errors: list[CheckpointError] = []
+    for checkpoint in reversed(list_checkpoints(model_dir)):
+        try:
+            state = restore_checkpoint(checkpoint, model, optimizer, scheduler, restore_rng)
+        except FileNotFoundError:
+            continue  # pruned meanwhile
+        except CheckpointError as e:
+            logger.warning("Skipping corrupt checkpoint %s: %s", checkpoint.path, e)
+            errors.append(e)
+            continue
+        if errors:
+            logger.warning(
+                "Fell back to %s: the %d newer checkpoint(s) are corrupt (%s).",
+                describe_checkpoint(checkpoint),
+                len(errors),
+                ", ".join(str(e.path) for e in errors),
+            )
+        return checkpoint, state
+    if errors:
+        raise CheckpointError(
+            f"Every checkpoint in {checkpoint_dir(model_dir)} is corrupt: "
+            + "; ".join(str(e) for e in errors)
+            + ". Move them aside to start from scratch.",
+            errors[0].path,
+        )
+    return None

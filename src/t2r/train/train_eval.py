@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import os
 import random
 import signal
@@ -23,11 +22,14 @@ from t2r.modes import ModeKeys
 from t2r.train import distributed
 from t2r.train.checkpoints import (
     Checkpoint,
+    CheckpointError,
+    NonFiniteCheckpointError,
     TrainingState,
+    describe_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_model_weights,
-    restore_checkpoint,
+    restore_latest_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -389,12 +391,15 @@ class _TrainLoop:
         self.state = TrainingState()
         self.last_eval: dict[str, float] = {}
         self.last_checkpoint_step = -1
+        # The first step whose loss was not finite (-1: none), kept on the device so
+        # that finding it costs no synchronization; read before each checkpoint.
+        self.first_non_finite_step: torch.Tensor | None = None
 
     def run(self) -> dict[str, float]:
         model, context = self.model, self.context
-        checkpoint = latest_checkpoint(self.model_dir)
-        if checkpoint is not None:
-            self.state = restore_checkpoint(checkpoint, model, self.optimizer, self.scheduler)
+        restored = restore_latest_checkpoint(self.model_dir, model, self.optimizer, self.scheduler)
+        if restored is not None:
+            checkpoint, self.state = restored
             self.last_checkpoint_step = self.state.global_step
             logger.info("Resumed from %s at step %d.", checkpoint.path, self.state.global_step)
         # The data order's seed: the first run's, kept in the checkpoint state.
@@ -462,6 +467,7 @@ class _TrainLoop:
             mininterval=2.0,
         )
         loss_sum = torch.zeros((), device=context.device)
+        self.first_non_finite_step = torch.full((), -1, dtype=torch.int64, device=context.device)
         window_steps, window_examples, window_start = 0, 0, time.perf_counter()
         first = True
         while self.state.global_step < self.max_train_steps:
@@ -488,20 +494,24 @@ class _TrainLoop:
             _step_schedulers(self.scheduler)
             self.state.global_step += 1
             self.state.input_position += 1
-            loss_sum += outputs.loss.float()
+            step = self.state.global_step
+            loss = outputs.loss.detach().float()
+            loss_sum += loss
+            bad = self.first_non_finite_step
+            bad.copy_(
+                torch.where((bad < 0) & ~torch.isfinite(loss), torch.full_like(bad, step), bad)
+            )
             window_steps += 1
             window_examples += _batch_size(features) * context.world_size
-            step = self.state.global_step
             progress.update(1)
             log_now = step % self.log_every_n_steps == 0 or step == self.max_train_steps
             scalars: dict[str, float] = {}
             if log_now:
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
-                loss = float(loss_sum.item()) / window_steps
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"Training loss is {loss} at step {step}.")
+                self._check_loss()
+                mean_loss = float(loss_sum.item()) / window_steps
                 scalars = {
-                    "loss": loss,
+                    "loss": mean_loss,
                     "steps_per_sec": window_steps / elapsed,
                     "examples_per_sec": window_examples / elapsed,
                     **{k: float(torch.as_tensor(v).float()) for k, v in outputs.scalars.items()},
@@ -509,7 +519,7 @@ class _TrainLoop:
                 scalars.update(_learning_rates(self.optimizer))
                 if writer is not None:
                     writer.write(step, scalars)
-                progress.set_postfix(loss=f"{loss:.4g}")
+                progress.set_postfix(loss=f"{mean_loss:.4g}")
                 loss_sum.zero_()
                 window_steps, window_examples, window_start = 0, 0, time.perf_counter()
             for hook in self.hooks:
@@ -530,8 +540,25 @@ class _TrainLoop:
                         self._export(step, None)
         progress.close()
 
+    def _check_loss(self) -> None:
+        """Raises FloatingPointError naming the first step with a non-finite loss."""
+        if self.first_non_finite_step is None:
+            return
+        bad = int(self.first_non_finite_step.item())
+        if bad >= 0:
+            raise NonFiniteCheckpointError(
+                f"Training loss is not finite (NaN or inf) at step {bad}; training stops "
+                f"(no checkpoint is written after it). The last good checkpoint is "
+                f"{describe_checkpoint(latest_checkpoint(self.model_dir))}.",
+                bad,
+                latest_checkpoint(self.model_dir),
+            )
+
     def _checkpoint(self) -> Checkpoint | None:
         checkpoint = None
+        # Never publish a checkpoint after a non-finite loss (save_checkpoint also
+        # refuses non-finite weights).
+        self._check_loss()
         if self.context.is_main:
             checkpoint = save_checkpoint(
                 self.model_dir,
@@ -611,6 +638,9 @@ def _continuous_eval(
         try:
             load_model_weights(checkpoint, model)
         except FileNotFoundError:  # pruned by the trainer meanwhile
+            continue
+        except CheckpointError as e:
+            logger.warning("Not evaluating corrupt checkpoint %s: %s", checkpoint.path, e)
             continue
         metrics = evaluate(model, eval_input, eval_steps, context.device, mixed_precision)
         if context.is_main:
