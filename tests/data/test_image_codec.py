@@ -168,7 +168,7 @@ def test_empty_bytes_decode_to_zeros(dtype: type) -> None:
 def test_wrong_size_names_key_and_shapes() -> None:
     data = encode_image(smooth_image(32, 40, 3), "jpeg")
     expected = (
-        "image 'state/image': expected shape (64, 64, 3), but the jpeg data decodes to (32, 40, 3)"
+        "image 'state/image': expected shape (64, 64, 3), but the jpeg header says 32x40 pixels"
     )
     with pytest.raises(DataError, match=re.escape(expected)):
         decode_image(data, (64, 64, 3), np.uint8, key="state/image")

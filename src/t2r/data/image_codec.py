@@ -152,6 +152,29 @@ def _decode_png16_color(data: bytes, key: str) -> np.ndarray:
     return (high.astype(np.uint16) << 8) | low
 
 
+def _header_size(data: bytes, fmt: str | None, key: str) -> tuple[int, int]:
+    """``(height, width)`` from the image header alone, without decoding pixels."""
+    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack_from(">II", data, 16)
+        return height, width
+    if fmt == "jpeg":
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            return height, width
+        except ValueError:
+            pass  # Pillow reads some headers simplejpeg rejects
+    try:
+        # Image.open reads the header only; pixels are decoded by load().
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(
+            f"image {key!r}: cannot read the {fmt or 'unknown-format'} header "
+            f"({len(data)} bytes): {e}"
+        ) from e
+    return height, width
+
+
 def _png_header(data: bytes) -> tuple[int, int]:
     """(bit depth, color type) from a PNG's IHDR, or (0, 0) if it is not there."""
     if len(data) < 26 or data[12:16] != b"IHDR":
@@ -207,7 +230,9 @@ def decode_image(
 
     Empty ``data`` decodes to zeros of ``expected_shape`` (T2R's convention for a
     missing image). The data must match exactly: no resizing, no channel or depth
-    conversion.
+    conversion. The header's height and width are checked before any pixel is
+    decoded, so memory and time stay bounded by ``expected_shape`` whatever the
+    data claims.
 
     Args:
         data: the encoded image; the format is detected from its magic bytes.
@@ -231,6 +256,14 @@ def decode_image(
         return np.zeros(shape, np_dtype)
     data = bytes(data)
     fmt = detect_image_format(data)
+    # The header is checked before decoding, so what a record claims never costs
+    # more memory or time than an image of the expected size.
+    height, width = _header_size(data, fmt, key)
+    if (height, width) != shape[:2]:
+        raise DataError(
+            f"image {key!r}: expected shape {shape}, but the {fmt or 'image'} header says "
+            f"{height}x{width} pixels (height x width); not decoding it"
+        )
     if fmt == "jpeg":
         pixels = _decode_jpeg(data, key)
     elif fmt == "png":

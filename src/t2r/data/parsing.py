@@ -30,6 +30,8 @@ How each spec is read (``B`` is the batch, ``T`` the longest sequence in it):
   each holding what the rules above say for one step; parsed to
   ``(B, T, *shape)``, zero-padded (zero images, ``b''`` for strings) after each
   record's last step.
+  The sequence features of one record (and dataset) must have the same number
+  of steps; records where they differ raise DataError naming both.
 * a scalar integer spec named ``<name>_length`` beside a sequence spec
   ``<name>``: computed, never read: the ``(B,)`` unpadded lengths.
 
@@ -348,10 +350,16 @@ class _Field:
             return array.view(np.uint64)
         info = np.iinfo(self.np_dtype)
         if array.size and (array.min() < info.min or array.max() > info.max):
+            # Name the first record (axis 0 is the batch) holding a value out of range.
+            outside = (array < info.min) | (array > info.max)
+            index = int(np.argmax(outside.reshape(len(array), -1).any(axis=1)))
+            record = array[index]
             raise DataError(
-                f"{_spec_where(self)}: values in [{array.min()}, {array.max()}] do not fit "
-                f"{self.np_dtype} (range [{info.min}, {info.max}]).",
+                f"record {index} of the batch: {_spec_where(self)}: values in "
+                f"[{record.min()}, {record.max()}] do not fit {self.np_dtype} "
+                f"(range [{info.min}, {info.max}]).",
                 key=self.name,
+                record_index=index,
             )
         return array.astype(self.np_dtype)
 
@@ -664,12 +672,17 @@ class ParseTFExampleFn:
                         functools.partial(field.fill_fixed, features),
                     )
                 )
+        first: tuple[_Field, np.ndarray] | None = None
         for field in plan.sequences:
             lists = [fl.get(field.name) for fl in feature_lists]
             if not _check_present(field, lists):
                 continue
             steps = [fl.feature for fl in lists]
             lengths = np.array([len(s) for s in steps], dtype=np.int64)
+            if first is None:
+                first = (field, lengths)
+            elif not np.array_equal(lengths, first[1]):
+                _raise_length_mismatch(first, (field, lengths))
             longest = int(lengths.max()) if batch else 0
             jobs.append(
                 (
@@ -750,6 +763,20 @@ def _check_present(field: _Field, features: list[Any]) -> bool:
         "records or none.",
         key=field.name,
         record_index=missing[0],
+    )
+
+
+def _raise_length_mismatch(
+    first: tuple[_Field, np.ndarray], other: tuple[_Field, np.ndarray]
+) -> None:
+    """The sequence features of one record must have the same number of steps."""
+    index = int(np.argmax(first[1] != other[1]))
+    raise DataError(
+        f"record {index} of the batch: sequence {_spec_where(first[0])} has "
+        f"{first[1][index]} steps but {_spec_where(other[0])} has {other[1][index]}; the "
+        "sequence features of one record share their time dimension.",
+        key=other[0].name,
+        record_index=index,
     )
 
 

@@ -13,6 +13,7 @@ from t2r.specs import (
     ExtendedTensorSpec,
     SpecError,
     TensorSpecStruct,
+    assert_sequence_lengths,
     dtype_name,
     filter_required_flat_tensor_spec,
     flatten_spec_structure,
@@ -148,6 +149,7 @@ class FeatureFeeder:
                     name=spec.name,
                 )
             out[key] = array
+        assert_sequence_lengths(self.spec, out, ignore_batch=True)
         self._warn_extra(features)
         return out
 
@@ -200,7 +202,10 @@ class FeatureFeeder:
             return array
         if not isinstance(value, (np.ndarray, np.generic)):
             # Python data has no dtype of its own: take the spec's when values survive.
-            converted = array.astype(dtype)
+            try:
+                converted = array.astype(dtype)
+            except (TypeError, ValueError):  # e.g. strings for a number spec
+                raise self._mismatch("Dtype", key, spec, array) from None
             if (dtype.kind == "f" and array.dtype.kind in "biuf") or np.array_equal(
                 converted, array
             ):

@@ -36,8 +36,35 @@ def describe(value: Any) -> str:
     if isinstance(value, ExtendedTensorSpec):
         return f"shape {format_shape(value.shape)} dtype {value.dtype}"
     if isinstance(value, ARRAY_TYPES):
-        return f"shape {format_shape(tuple(value.shape))} dtype {value_dtype(value)}"
+        try:
+            dtype: Any = value_dtype(value)
+        except TypeError:  # e.g. a numpy string or object array
+            dtype = value.dtype
+        return f"shape {format_shape(tuple(value.shape))} dtype {dtype}"
     return f"{type(value).__name__} {value!r}"
+
+
+def _value_spec(value: Any, key: str | None, expected: Any = None) -> ExtendedTensorSpec:
+    """`value` as a spec; for an array of a dtype no spec has (numpy strings or
+    objects), a SpecError naming `key` instead of a bare TypeError."""
+    try:
+        return ExtendedTensorSpec.to_spec(value)
+    except TypeError as e:
+        if not isinstance(value, ARRAY_TYPES):
+            raise
+        name = getattr(expected, "name", None)
+        where = f"{key!r}" if key is not None else "a value"
+        if expected is not None:
+            where += f" (spec name {name!r}): expected {describe(expected)},"
+        else:
+            where += ":"
+        raise SpecError(
+            f"Dtype mismatch at {where} got an array of {describe(value)}, which no spec "
+            f"dtype holds ({e})",
+            key=key,
+            name=name,
+            expected=expected,
+        ) from e
 
 
 def _children(structure: Any) -> list[tuple[str, Any]] | None:
@@ -205,15 +232,15 @@ def maybe_ignore_batch(structure: Any, ignore_batch: bool = False) -> Any:
     if not ignore_batch:
         return structure
 
-    def strip(value: Any) -> ExtendedTensorSpec:
-        spec = ExtendedTensorSpec.to_spec(value)
+    def strip(path: str, value: Any) -> ExtendedTensorSpec:
+        spec = _value_spec(value, path or None)
         if spec.shape is None:
             return spec
         if not spec.shape:
             raise SpecError(f"Cannot strip a batch dimension from a scalar ({describe(value)}).")
         return ExtendedTensorSpec.from_spec(spec, shape=spec.shape[1:])
 
-    return map_structure(strip, structure)
+    return map_structure_with_paths(strip, structure)
 
 
 def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = None) -> None:
@@ -225,7 +252,7 @@ def assert_equal_spec_or_tensor(expected: Any, actual: Any, key: str | None = No
     str), and bytes or str arrays.
     """
     expected_spec = ExtendedTensorSpec.to_spec(expected)
-    actual_spec = ExtendedTensorSpec.to_spec(actual)
+    actual_spec = _value_spec(actual, key, expected_spec)
     if expected_spec.is_sequence and actual_spec.is_extracted and actual_spec.shape:
         actual_spec = ExtendedTensorSpec.from_spec(actual_spec, shape=actual_spec.shape[1:])
     if isinstance(actual, ARRAY_TYPES):
@@ -303,6 +330,43 @@ def assert_required(expected_spec: Any, actual: Any, ignore_batch: bool = False)
     for key, spec in present.items():
         if isinstance(spec, ExtendedTensorSpec):
             _check_string_elements(spec, packed[key], f"{key!r} (spec name {spec.name!r})", key)
+    assert_sequence_lengths(present, packed, ignore_batch)
+
+
+def assert_sequence_lengths(expected_spec: Any, actual: Any, ignore_batch: bool = False) -> None:
+    """Raises SpecError unless the sequence entries of `actual` share one time dimension.
+
+    The sequence specs of one example (per ``dataset_key``) describe steps of the
+    same episode: their values are ``(T, ...)`` (``(B, T, ...)`` with
+    `ignore_batch`) with the same T. The error names both keys and lengths.
+    """
+    flat_expected = flatten_spec_structure(expected_spec)
+    flat_actual = flatten_spec_structure(actual)
+    axis = 1 if ignore_batch else 0
+    first: dict[str, tuple[str, int]] = {}
+    for key, spec in flat_expected.items():
+        value = flat_actual.get(key)
+        if (
+            not getattr(spec, "is_sequence", False)
+            or not isinstance(value, ARRAY_TYPES)
+            or len(value.shape) <= axis
+        ):
+            continue
+        length = int(value.shape[axis])
+        group = getattr(spec, "dataset_key", "") or ""
+        if group not in first:
+            first[group] = (key, length)
+            continue
+        other_key, other_length = first[group]
+        if length != other_length:
+            raise SpecError(
+                f"Sequence length mismatch: {other_key!r} has {other_length} steps but {key!r} "
+                f"(spec name {spec.name!r}) has {length} (shape "
+                f"{format_shape(tuple(value.shape))}); the sequence features of one example "
+                "share their time dimension.",
+                key=key,
+                name=spec.name,
+            )
 
 
 def validate_and_flatten(
