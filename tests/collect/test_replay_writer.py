@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import time
 
 import pytest
 
-from t2r.collect import TFRecordReplayWriter, collector_id, unique_record_prefix
+from t2r.collect import (
+    TFRecordReplayWriter,
+    collector_id,
+    recover_replay_directory,
+    unique_record_prefix,
+)
 from t2r.data import Example, is_temporary_path, read_tfrecord
 
 
@@ -92,3 +100,86 @@ def test_unique_record_prefixes(tmp_path):
     name = os.path.basename(first)
     assert name.startswith("gs7_t3_") and collector_id() in name
     assert f"-{os.getpid()}-" in collector_id()
+
+
+# ------------------------------------------------------------- killed writers
+def _write_and_die(prefix: str, episodes: int, max_episodes_per_file, compression) -> None:
+    """In a forked child: write `episodes` episodes, half of another, then SIGKILL."""
+    writer = TFRecordReplayWriter(
+        max_episodes_per_file=max_episodes_per_file, compression=compression
+    )
+    writer.open(prefix)
+    for i in range(episodes):
+        writer.write(_episode(10 * i, 10 * i + 1))
+    partial = writer._writer or writer._start_file()  # the next episode dies half-written
+    partial.write(b"record-half")
+    partial.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _killed_writer(prefix, episodes, max_episodes_per_file=None, compression=None):
+    process = multiprocessing.get_context("fork").Process(
+        target=_write_and_die, args=(str(prefix), episodes, max_episodes_per_file, compression)
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    ("max_episodes_per_file", "compression"), [(None, None), (1000, None), (None, "GZIP")]
+)
+def test_a_killed_writer_loses_at_most_the_episode_it_was_writing(
+    tmp_path, max_episodes_per_file, compression
+):
+    prefix = unique_record_prefix(tmp_path, global_step=3, task=0)
+    _killed_writer(prefix, 3, max_episodes_per_file, compression)
+    left = sorted(os.listdir(tmp_path))
+    assert left and all(is_temporary_path(name) for name in left)  # nothing published
+    # The next writer to open the directory publishes the complete episodes.
+    writer = TFRecordReplayWriter(compression=compression)
+    writer.open(unique_record_prefix(tmp_path, global_step=4, task=0))
+    writer.close()
+    suffix = "" if max_episodes_per_file is None else "_00000"
+    (recovered,) = os.listdir(tmp_path)
+    assert recovered == os.path.basename(prefix) + suffix + ".tfrecord"
+    assert list(read_tfrecord(tmp_path / recovered, compression=compression)) == _episode(
+        0, 1, 10, 11, 20, 21
+    )
+
+
+def test_recovery_removes_what_holds_no_complete_episode(tmp_path):
+    prefix = unique_record_prefix(tmp_path, global_step=3, task=0)
+    _killed_writer(prefix, 0)  # killed within its first episode
+    assert os.listdir(tmp_path)
+    assert recover_replay_directory(tmp_path) == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_temporary_files_of_other_hosts_are_removed_only_when_stale(tmp_path):
+    stale = tmp_path / ".gs1_t0_2026-01-01-00-00-00_otherhost-77-0123abcd_0.tfrecord.tmp-77-beef"
+    fresh = tmp_path / ".gs1_t0_2026-01-01-00-00-00_otherhost-78-0123abcd_0.tfrecord.tmp-78-beef"
+    for path in (stale, fresh):
+        path.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    writer = TFRecordReplayWriter(stale_after_secs=3600)
+    writer.open(tmp_path / "run")
+    writer.close()
+    assert os.listdir(tmp_path) == [fresh.name]
+
+
+def test_a_live_writer_in_another_process_or_this_one_is_left_alone(tmp_path):
+    first = TFRecordReplayWriter()
+    first.open(unique_record_prefix(tmp_path, global_step=1, task=0))
+    first.write(_episode(1))
+    second = TFRecordReplayWriter()
+    second.open(unique_record_prefix(tmp_path, global_step=1, task=1))
+    second.write(_episode(2))
+    second.close()
+    first.write(_episode(3))
+    first.close()
+    assert [list(read_tfrecord(p)) for p in first.paths] == [_episode(1, 3)]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(p) for p in first.paths + second.paths
+    )

@@ -19,7 +19,12 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
 from __future__ import annotations
 
 from t2r.collect.collect_eval import CollectEvalState, collect_eval_loop
-from t2r.collect.replay_writer import TFRecordReplayWriter, collector_id, unique_record_prefix
+from t2r.collect.replay_writer import (
+    TFRecordReplayWriter,
+    collector_id,
+    recover_replay_directory,
+    unique_record_prefix,
+)
 from t2r.collect.rollouts import EnvRunResult, ExploreSchedule, Transition, run_env, run_meta_env
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "Transition",
     "collect_eval_loop",
     "collector_id",
+    "recover_replay_directory",
     "run_env",
     "run_meta_env",
     "unique_record_prefix",

@@ -116,6 +116,11 @@ class TFRecordWriter:
         self._stream.write(_CRC.pack(masked_crc32c(record)))
         self.num_records += 1
 
+    @property
+    def temporary_path(self) -> str:
+        """The temporary file the records go to until :meth:`close` renames it."""
+        return self._tmp_path
+
     def flush(self) -> None:
         """Pushes buffered records into the temporary file (not visible until close)."""
         if self._stream is not None:
