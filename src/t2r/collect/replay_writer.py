@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import itertools
-import json
 import logging
 import os
 import re
@@ -33,7 +32,6 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from t2r.atomic import temporary_path_for
 from t2r.data import DataError, TFRecordWriter, read_tfrecord_with_offsets
 
 __all__ = [
@@ -126,15 +124,17 @@ def _writer_is_gone(path: str, final_name: str, pid: int, max_age_secs: float) -
 
 
 def _read_marker(marker: str) -> list[int]:
-    """The cumulative record counts at each complete episode's end, or []."""
+    """The cumulative record counts at each complete episode's end, or [].
+
+    The marker holds one line per episode; a last line without its newline was
+    being written when the writer died and is ignored.
+    """
     try:
-        with open(marker, encoding="utf-8") as f:
-            ends = json.load(f)["episode_ends"]
-        if isinstance(ends, list) and all(isinstance(e, int) for e in ends):
-            return ends
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return []
+        with open(marker, "rb") as f:
+            lines = f.read().split(b"\n")[:-1]
+        return [int(line) for line in lines]
+    except (OSError, ValueError):
+        return []
 
 
 def _recover_file(path: str, final: str, marker: str, compression: str | None) -> int:
@@ -198,11 +198,6 @@ def recover_replay_directory(
             continue
         path = os.path.join(directory, name)
         final_name = match.group("final")
-        if final_name.endswith(_COMMIT_SUFFIX):  # a marker being written when killed
-            if _writer_is_gone(path, "", int(match.group("pid")), max_age_secs):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            continue
         if not final_name.endswith(RECORD_SUFFIX):
             continue
         if not _writer_is_gone(path, final_name, int(match.group("pid")), max_age_secs):
@@ -278,7 +273,7 @@ class TFRecordReplayWriter:
         self.compression = compression
         self.recover = recover
         self.stale_after_secs = stale_after_secs
-        self._episode_ends: list[int] = []
+        self._marker: Any = None  # the open commit marker of the file being written
         self._prefix: str | None = None
         self._writer: TFRecordWriter | None = None
         self._file_index = 0
@@ -320,23 +315,22 @@ class TFRecordReplayWriter:
             )
         self._writer = TFRecordWriter(path, compression=self.compression)
         self._episodes_in_file = 0
-        self._episode_ends = []
         return self._writer
 
     def _commit(self, writer: TFRecordWriter) -> None:
         """Makes the complete episodes so far recoverable should this process die."""
         writer.flush()
-        self._episode_ends.append(writer.num_records)
-        # Renamed into place but not fsynced: this guards against a killed process
-        # (the OS keeps what was written), at a small cost per episode; after a
-        # machine crash the recovery keeps the episodes that reached the disk.
-        marker = writer.temporary_path + _COMMIT_SUFFIX
-        tmp = temporary_path_for(marker)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"final": writer.path, "episode_ends": self._episode_ends}, f)
-        os.replace(tmp, marker)
+        if self._marker is None:
+            self._marker = open(writer.temporary_path + _COMMIT_SUFFIX, "ab", buffering=0)
+        # One short append per episode, not fsynced: this guards against a killed
+        # process (the OS keeps what was written) at the cost of one write call;
+        # after a machine crash the recovery keeps the episodes that reached the disk.
+        self._marker.write(b"%d\n" % writer.num_records)
 
     def _remove_marker(self, writer: TFRecordWriter) -> None:
+        marker, self._marker = self._marker, None
+        if marker is not None:
+            marker.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(writer.temporary_path + _COMMIT_SUFFIX)
 
