@@ -107,6 +107,7 @@ class Outcome:
     killed: bool  # the process died by SIGKILL (a write kill past the last event does not)
     resumed_from: int  # the newest checkpoint left by the killed run (0: none)
     exact: bool  # the resumed run's final weights equal the uninterrupted run's, bitwise
+    leftovers: int  # temporary names left in checkpoints/ after the resumed run
 
 
 def _context() -> Any:
@@ -139,6 +140,7 @@ def kill_and_resume(root: Path, points: list[tuple[str, int]]) -> list[Outcome]:
     """The uninterrupted run, then for each point a run killed there and resumed."""
     import torch
 
+    from t2r.atomic import is_temporary_path
     from t2r.train import latest_checkpoint
 
     ctx = _context()
@@ -159,5 +161,6 @@ def kill_and_resume(root: Path, points: list[tuple[str, int]]) -> list[Outcome]:
         exact = weights.keys() == reference.keys() and all(
             torch.equal(weights[k], reference[k]) for k in reference
         )
-        outcomes.append(Outcome((kind, n), killed, resumed_from, exact))
+        leftovers = sum(is_temporary_path(p) for p in (model_dir / "checkpoints").iterdir())
+        outcomes.append(Outcome((kind, n), killed, resumed_from, exact, leftovers))
     return outcomes

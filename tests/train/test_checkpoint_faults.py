@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 
 import numpy as np
 import pytest
@@ -236,3 +237,28 @@ def test_checkpoint_predictor_falls_back_with_a_warning(tmp_path, caplog):
     caplog.clear()
     assert predictor.restore() and predictor.global_step == 2
     assert "corrupt" not in caplog.text
+    # Training resumes from step 2 and writes step 4 again: the predictor takes it.
+    _train(tmp_path, 4)
+    assert predictor.restore() and predictor.global_step == 4
+
+
+def test_temporaries_of_killed_writers_are_removed_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    stale = root / f".ckpt-000000005.tmp-{dead_pid}-abcd"
+    live = root / f".ckpt-000000005.tmp-{os.getpid()}-abcd"
+    for path in (stale, live):
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"partial")
+    save_checkpoint(tmp_path, TinyRegression(), TrainingState(1, 1))
+    assert sorted(p.name for p in root.iterdir()) == sorted(["ckpt-000000001", live.name])

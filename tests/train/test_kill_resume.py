@@ -30,3 +30,6 @@ def test_kill_inside_checkpoint_writes_and_after_a_step_resumes_exactly(tmp_path
     print(report(outcomes))
     assert all(o.killed for o in outcomes), report(outcomes)
     assert all(o.exact for o in outcomes), report(outcomes)
+    # A kill inside a checkpoint write leaves a temporary directory; the resumed
+    # run's next checkpoint removes it.
+    assert [o.leftovers for o in outcomes] == [0, 0, 0], report(outcomes)

@@ -70,7 +70,8 @@ class CheckpointPredictor(AbstractPredictor):
         self._loaded = False
         self._checkpoint: Checkpoint | None = None
         self._restore_thread = None
-        self._corrupt: set[Path] = set()  # checkpoints found corrupt, not tried again
+        # Checkpoints found corrupt, not tried again unless rewritten (see _identity).
+        self._corrupt: set[tuple[Path, int]] = set()
 
     # ------------------------------------------------------------ restoring
     def restore(self, is_async: bool = False) -> bool:
@@ -116,7 +117,8 @@ class CheckpointPredictor(AbstractPredictor):
                 current = self._checkpoint
                 if self._loaded and current is not None and current.path == checkpoint.path:
                     return True
-                if checkpoint.path in self._corrupt:
+                identity = _identity(checkpoint)
+                if identity in self._corrupt:
                     continue
                 try:
                     load_model_weights(checkpoint, self._model)
@@ -125,7 +127,7 @@ class CheckpointPredictor(AbstractPredictor):
                     vanished = True
                     break
                 except CheckpointError as e:
-                    self._corrupt.add(checkpoint.path)
+                    self._corrupt.add(identity)
                     logger.warning(
                         "Skipping corrupt checkpoint %s (falling back to an older one): %s",
                         checkpoint.path,
@@ -187,3 +189,12 @@ class CheckpointPredictor(AbstractPredictor):
     def model_path(self) -> str:
         self.assert_is_loaded()
         return "" if self._checkpoint is None else str(self._checkpoint.path)
+
+
+def _identity(checkpoint: Checkpoint) -> tuple[Path, int]:
+    """A checkpoint's path and the time its state.json was written: a checkpoint
+    written again at the same path (a resumed run passing the same step) is new."""
+    try:
+        return checkpoint.path, (checkpoint.path / "state.json").stat().st_mtime_ns
+    except OSError:
+        return checkpoint.path, -1

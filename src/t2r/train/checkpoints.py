@@ -123,6 +123,52 @@ def checkpoint_dir(model_dir: str | os.PathLike[str]) -> Path:
     return Path(model_dir) / CHECKPOINT_SUBDIR
 
 
+_TEMPORARY_OWNER = re.compile(r"\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def _process_exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temporaries(model_dir: str | os.PathLike[str]) -> list[Path]:
+    """Removes the temporary checkpoint directories of writers that were killed.
+
+    A checkpoint is written under a temporary name (``.ckpt-<step>.tmp-<pid>-<hex>``)
+    and renamed into place; a writer killed meanwhile leaves it behind. Those
+    whose process (the pid in the name) has exited are removed; readers never
+    looked at them. Called by `save_checkpoint` (the single writer of a model_dir).
+    """
+    root = checkpoint_dir(model_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in root.iterdir():
+        match = _TEMPORARY_OWNER.search(entry.name)
+        if not is_temporary_path(entry) or match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or not _process_exited(pid):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    if removed:
+        logger.warning(
+            "Removed %d temporary checkpoint(s) left by a killed writer: %s",
+            len(removed),
+            ", ".join(p.name for p in removed),
+        )
+    return removed
+
+
 def list_checkpoints(model_dir: str | os.PathLike[str]) -> list[Checkpoint]:
     """Complete checkpoints, oldest first."""
     root = checkpoint_dir(model_dir)
@@ -294,6 +340,7 @@ def save_checkpoint(
         )
     root = checkpoint_dir(model_dir)
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(model_dir)
     final = root / f"ckpt-{training_state.global_step:09d}"
     with atomic_directory(final) as tmp:
         tensors: dict[str, torch.Tensor] = {}

@@ -544,7 +544,14 @@ class _TrainLoop:
         """Raises FloatingPointError naming the first step with a non-finite loss."""
         if self.first_non_finite_step is None:
             return
-        bad = int(self.first_non_finite_step.item())
+        flag = self.first_non_finite_step
+        if self.context.enabled:
+            # Every rank stops together (one rank alone would leave the others
+            # waiting at the checkpoint barrier); the step named is the latest
+            # first-bad step among the ranks.
+            flag = flag.clone()
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        bad = int(flag.item())
         if bad >= 0:
             raise NonFiniteCheckpointError(
                 f"Training loss is not finite (NaN or inf) at step {bad}; training stops "
