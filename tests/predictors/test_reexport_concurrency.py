@@ -17,8 +17,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 X = np.zeros((1, 3), np.float32)
 
 
-def run_reexport(tmp_path: Path, writes: int, predictors: int = 2) -> dict[str, int]:
-    """Counts what polling predictors saw while a subprocess re-exported version 2."""
+def run_reexport(
+    tmp_path: Path, writes: int, predictors: int = 2, polls: int | None = None
+) -> dict[str, int]:
+    """Counts what polling predictors saw while a subprocess re-exported version 2.
+
+    With `polls`, the writer is stopped after that many polls (or when it
+    has made `writes` writes), so that the polls interleave with writes.
+    """
     export_dir = tmp_path / "export"
     writer = subprocess.Popen(
         [sys.executable, "-m", "tests.predictors.reexport_writer", str(export_dir), str(writes)],
@@ -38,6 +44,8 @@ def run_reexport(tmp_path: Path, writes: int, predictors: int = 2) -> dict[str, 
             assert time.monotonic() < deadline
             time.sleep(0.01)
         while True:
+            if polls is not None and counts["polls"] >= polls:
+                Path(str(export_dir) + ".stop").touch()
             done = writer.poll() is not None
             counts["polls"] += 1
             if not (export_dir / "2" / ASSETS_FILENAME).is_file():
@@ -66,10 +74,12 @@ def run_reexport(tmp_path: Path, writes: int, predictors: int = 2) -> dict[str, 
         if writer.poll() is None:
             writer.kill()
             writer.wait()
-    last = writes + 1
+    last = int(Path(str(export_dir) + ".last").read_text())
+    for predictor in polling:
+        assert predictor.restore()
     counts["final_write_loaded"] = int(all(p.export.metadata["write"] == last for p in polling))
     counts["distinct_writes_loaded"] = len(loaded_writes)
-    counts["writes"] = writes
+    counts["writes"] = last - 1
     return counts
 
 
@@ -91,7 +101,8 @@ def _zero_input_output(predictor: ExportedModelPredictor, column: int) -> float:
 
 
 def test_reexport_under_polling_predictors(tmp_path):
-    counts = run_reexport(tmp_path, writes=12)
+    counts = run_reexport(tmp_path, writes=500, polls=20)
+    assert counts["polls"] >= 20 and counts["writes"] >= 2, counts
     assert counts["missing"] == 0, counts
     assert counts["dropped_back"] == 0, counts
     assert counts["mixed"] == 0, counts
@@ -101,7 +112,7 @@ def test_reexport_under_polling_predictors(tmp_path):
 
 @pytest.mark.slow
 def test_reexport_under_polling_predictors_long(tmp_path):
-    counts = run_reexport(tmp_path, writes=200, predictors=3)
+    counts = run_reexport(tmp_path, writes=2000, predictors=3, polls=300)
     print(counts)
     assert counts["missing"] == counts["dropped_back"] == counts["mixed"] == 0, counts
     assert counts["final_write_loaded"] == 1, counts
