@@ -29,7 +29,7 @@ from t2r.export import (
     program_builder,
     prune_versions,
 )
-from t2r.export.loading import LiftedProgramRunner
+from t2r.export.loading import LiftedProgramRunner, move_program_to_device
 from t2r.modes import ModeKeys
 from t2r.specs import SpecError, assert_equal
 
@@ -259,6 +259,17 @@ def test_a_model_training_on_cuda_exports_a_cpu_program_that_also_runs_on_cuda(t
         assert predictor.restore()
         got = predictor.predict(features)["inference_output"]
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_program_moved_to_another_device_runs_code_for_that_device(tmp_path):
+    # The CUDA failure this guards against shows on CPU-only machines as stale code:
+    # the pose model's uint8 -> float cast asserts its input's device in the graph.
+    loaded = load_export(export_saved_model(PoseModel(), tmp_path, global_step=1))
+    exported = torch.export.load(str(loaded.version.path / "model.pt2"))
+    assert "device(type='cpu')" in exported.graph_module.code
+    moved = move_program_to_device(exported, torch.device("meta"))
+    assert "device(type='cpu')" not in moved.graph_module.code
+    assert "'meta'" in moved.graph_module.code
 
 
 def test_programs_run_fast_and_fall_back_to_module_for_functional_mutations(tmp_path):

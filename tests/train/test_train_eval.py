@@ -175,7 +175,7 @@ def test_mismatched_data_stops_before_the_first_step(tmp_path):
         "Shape mismatch at 'x' (spec name 'x'): expected shape (3,) dtype torch.float32, "
         "got shape (2,) dtype torch.float32."
     )
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(before[k], v.cpu()) for k, v in model.state_dict().items())
     assert list_checkpoints(tmp_path) == []
 
 

@@ -80,6 +80,24 @@ class LiftedProgramRunner:
         return self._unflatten(list(self._graph_module(*args)), self._out_spec)
 
 
+def move_program_to_device(exported: Any, device: torch.device) -> Any:
+    """``exported`` with its weights and the devices burnt into its graph moved to `device`.
+
+    ``move_to_device_pass`` rewrites the graph's nodes (e.g. the device of
+    ``aten._assert_tensor_metadata``, which every dtype cast records) but not the
+    Python code generated from them, and `LiftedProgramRunner` runs that code:
+    without a recompile, a program exported on the CPU fails on CUDA with
+    "Tensor device mismatch! Expected: cpu".
+    """
+    from torch.export.passes import move_to_device_pass
+
+    exported = move_to_device_pass(exported, device)
+    for module in exported.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            module.recompile()
+    return exported
+
+
 @dataclasses.dataclass
 class LoadedExport:
     """A loaded version: its assets and a callable program.
@@ -156,9 +174,7 @@ def load_export(
     if program_format == layout.TORCH_EXPORT:
         exported = load_exported_program(data, path)
         if device.type != "cpu":
-            from torch.export.passes import move_to_device_pass
-
-            exported = move_to_device_pass(exported, device)
+            exported = move_program_to_device(exported, device)
         program = LiftedProgramRunner.for_program(exported)
     else:
         try:
