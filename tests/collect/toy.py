@@ -90,3 +90,76 @@ class AdaptingPolicy(ConstantPolicy):
 def records(transitions: list[Any]) -> list[bytes]:
     """episode_to_transitions_fn: one record per transition, b'<reward>'."""
     return [f"{t[2]:.3f}".encode() for t in transitions]
+
+
+class SlowCountingEnv(CountingEnv):
+    """CountingEnv that sleeps `step_secs` per step (a collector that is still busy)."""
+
+    def __init__(self, length: int = 1, step_secs: float = 0.0) -> None:
+        super().__init__(length)
+        self.step_secs = step_secs
+
+    def step(self, action: Any) -> Any:
+        import time
+
+        time.sleep(self.step_secs)
+        return super().step(action)
+
+
+def collect_shard(
+    shard: Any,
+    on_episode: Any,
+    length: int = 2,
+    episodes_per_file: int = 2,
+    step_secs: float = 0.0,
+    kill_shard_after: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A `t2r.collect.CollectFn` over CountingEnv: records b'<seed>/<episode>/<step>'.
+
+    `kill_shard_after=(index, n)`: shard `index` SIGKILLs itself after writing
+    its episode `n` (0-based), i.e. with that episode in an unpublished file.
+    """
+    import os
+    import signal
+
+    from t2r.collect import TFRecordReplayWriter, run_env
+
+    counter = iter(range(10**9))
+
+    def to_records(episode: list[Any]) -> list[bytes]:
+        number = next(counter)
+        return [f"{shard.seed}/{number}/{step}".encode() for step in range(len(episode))]
+
+    def after_episode(index: int, episode: Any) -> None:
+        on_episode()
+        if kill_shard_after is not None and kill_shard_after == (shard.index, index):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    result = run_env(
+        SlowCountingEnv(length=length, step_secs=step_secs),
+        ConstantPolicy(),
+        episode_to_transitions_fn=to_records,
+        replay_writer=TFRecordReplayWriter(max_episodes_per_file=episodes_per_file),
+        root_dir=shard.root_dir,
+        task=shard.index,
+        num_episodes=shard.num_episodes,
+        on_episode=after_episode,
+        show_progress=False,
+    )
+    return {"collect": result}
+
+
+def failing_shard(shard: Any, on_episode: Any) -> dict[str, Any]:
+    """A CollectFn that raises in shard 1 and collects nothing in the others."""
+    if shard.index == 1:
+        raise RuntimeError("the robot fell over")
+    from t2r.collect import EnvRunResult
+
+    return {"collect": EnvRunResult("collect", 0, [0.0] * shard.num_episodes, 0, [], 0.0)}
+
+
+def short_shard(shard: Any, on_episode: Any) -> dict[str, Any]:
+    """A CollectFn that collects one episode fewer than its share."""
+    from t2r.collect import EnvRunResult
+
+    return {"collect": EnvRunResult("collect", 0, [0.0] * (shard.num_episodes - 1), 0, [], 0.0)}

@@ -9,6 +9,10 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
 * `TFRecordReplayWriter`: atomic TFRecord files, one per ``open`` or per N
   episodes, with names (`unique_record_prefix`) that several collector
   processes writing into one directory never share.
+* `ProcessCollector` (`t2r.collect.parallel`): a run split into shards
+  (`split_shards`), each collected by its own process into one root directory,
+  with no episode lost or duplicated and no partial file visible when a worker
+  dies; the `Collector` interface a Ray-based collector shares.
 * `collect_eval_loop`: restore the newest policy, collect and evaluate each new
   global step once (persisted in the root directory), once or continuously.
 
@@ -19,6 +23,16 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
 from __future__ import annotations
 
 from t2r.collect.collect_eval import CollectEvalState, collect_eval_loop
+from t2r.collect.parallel import (
+    CollectError,
+    CollectFn,
+    Collector,
+    CollectReport,
+    CollectShard,
+    ProcessCollector,
+    check_report,
+    split_shards,
+)
 from t2r.collect.replay_writer import (
     TFRecordReplayWriter,
     collector_id,
@@ -28,15 +42,23 @@ from t2r.collect.replay_writer import (
 from t2r.collect.rollouts import EnvRunResult, ExploreSchedule, Transition, run_env, run_meta_env
 
 __all__ = [
+    "CollectError",
     "CollectEvalState",
+    "CollectFn",
+    "CollectReport",
+    "CollectShard",
+    "Collector",
     "EnvRunResult",
     "ExploreSchedule",
+    "ProcessCollector",
     "TFRecordReplayWriter",
     "Transition",
+    "check_report",
     "collect_eval_loop",
     "collector_id",
     "recover_replay_directory",
     "run_env",
     "run_meta_env",
+    "split_shards",
     "unique_record_prefix",
 ]

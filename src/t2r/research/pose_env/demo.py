@@ -1,9 +1,9 @@
 """``t2r demo``: pose_env end to end — collect, train, export, evaluate, show.
 
 1. **Collect** random episodes (`PoseEnvRandomPolicy`, a new camera and duck
-   pose every episode) with `collectors` processes, each with its own env and
-   seed, all writing TFRecords into one directory through
-   `t2r.collect.collect_eval_loop`; the first collector also writes a
+   pose every episode) with `collectors` processes (`t2r.collect.ProcessCollector`),
+   each with its own env and seed, all writing TFRecords into one directory
+   through `t2r.collect.collect_eval_loop`; the first collector also writes a
    validation set on separate tasks.
 2. **Train** `PoseEnvRegressionModel` on those records with `train_eval_model`:
    evaluated on the validation set and exported
@@ -29,19 +29,15 @@ import functools
 import json
 import logging
 import math
-import multiprocessing
 import os
 import platform
-import queue
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -154,135 +150,83 @@ def prepare_output_dir(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 # ----------------------------------------------------------------------------- collection
-def _collector_main(
-    index: int,
-    num_episodes: int,
+def _collect_shard(
+    shard: Any,
+    on_episode: Any,
     validation_episodes: int,
-    seed: int,
     validation_seed: int,
-    data_dir: str,
     episodes_per_file: int,
-    counter: Any,
-    results: Any,
-) -> None:
-    """One collector process: random episodes into `data_dir` (and the validation set)."""
+) -> dict[str, Any]:
+    """A `t2r.collect.CollectFn`: random episodes into the shard's root (shard 0: validation)."""
+    from t2r.collect import TFRecordReplayWriter, collect_eval_loop, run_env
+    from t2r.research.pose_env.episode_to_transitions import episode_to_transitions_pose_toy
+    from t2r.research.pose_env.pose_env import PoseEnvRandomPolicy, PoseToyEnv
+
+    validation_episodes = validation_episodes if shard.index == 0 else 0
+    run_agent_fn = functools.partial(
+        run_env,
+        episodes_per_task=1,
+        episode_to_transitions_fn=episode_to_transitions_pose_toy,
+        replay_writer=TFRecordReplayWriter(max_episodes_per_file=episodes_per_file),
+        on_episode=lambda index, episode: on_episode(),
+        show_progress=False,
+    )
+    collect_env = PoseToyEnv(seed=shard.seed)
+    eval_env = PoseToyEnv(seed=validation_seed) if validation_episodes else None
     try:
-        from t2r.collect import TFRecordReplayWriter, collect_eval_loop, run_env
-        from t2r.research.pose_env.episode_to_transitions import episode_to_transitions_pose_toy
-        from t2r.research.pose_env.pose_env import PoseEnvRandomPolicy, PoseToyEnv
-
-        torch.set_num_threads(1)
-
-        def count(episode_index: int, episode: Any) -> None:
-            with counter.get_lock():
-                counter.value += 1
-
-        run_agent_fn = functools.partial(
-            run_env,
-            episodes_per_task=1,
-            episode_to_transitions_fn=episode_to_transitions_pose_toy,
-            replay_writer=TFRecordReplayWriter(max_episodes_per_file=episodes_per_file),
-            on_episode=count,
-            show_progress=False,
-        )
-        collect_env = PoseToyEnv(seed=seed)
-        eval_env = PoseToyEnv(seed=validation_seed) if validation_episodes else None
         handled = collect_eval_loop(
             collect_env,
             eval_env,
-            policy_class=PoseEnvRandomPolicy(seed=seed),
-            num_collect=num_episodes,
+            policy_class=PoseEnvRandomPolicy(seed=shard.seed),
+            num_collect=shard.num_episodes,
             num_eval=validation_episodes,
             run_agent_fn=run_agent_fn,
-            root_dir=data_dir,
-            task=index,
+            root_dir=shard.root_dir,
+            task=shard.index,
         )
+    finally:
         collect_env.close()
         if eval_env is not None:
             eval_env.close()
-        (step_results,) = handled.values()
-        results.put((index, "ok", {tag: r.to_dict() for tag, r in step_results.items()}))
-    except BaseException:
-        results.put((index, "error", traceback.format_exc()))
-        raise
+    (step_results,) = handled.values()
+    return dict(step_results)
 
 
 def collect_parallel(config: DemoConfig, data_dir: Path) -> dict[str, Any]:
-    """Runs the collector processes; returns episodes, transitions, files and rates."""
-    context = multiprocessing.get_context("spawn")
-    counter = context.Value("l", 0)
-    results = context.Queue()
-    shares = [
-        config.episodes // config.collectors + (i < config.episodes % config.collectors)
-        for i in range(config.collectors)
-    ]
-    processes = []
-    start = time.perf_counter()
-    for index, share in enumerate(shares):
-        process = context.Process(
-            target=_collector_main,
-            name=f"t2r-collector-{index}",
-            args=(
-                index,
-                share,
-                config.validation_episodes if index == 0 else 0,
-                config.seed * 1000 + 1 + index,
-                config.seed * 1000 + _VALIDATION_SEED_OFFSET,
-                str(data_dir),
-                config.episodes_per_file,
-                counter,
-                results,
-            ),
-        )
-        process.start()
-        processes.append(process)
-    total = config.episodes + config.validation_episodes
-    outcomes: dict[int, Any] = {}
-    errors: list[str] = []
-    with tqdm(
-        total=total,
-        desc=f"collect ({config.collectors} processes)",
-        unit="ep",
-        disable=not config.show_progress,
-    ) as progress:
-        while len(outcomes) + len(errors) < len(processes):
-            try:
-                index, status, payload = results.get(timeout=0.2)
-            except queue.Empty:
-                if not any(p.is_alive() for p in processes) and results.empty():
-                    break
-            else:
-                if status == "ok":
-                    outcomes[index] = payload
-                else:
-                    errors.append(f"collector {index} failed:\n{payload}")
-            progress.update(counter.value - progress.n)
-        progress.update(counter.value - progress.n)
-    for process in processes:
-        process.join()
-    elapsed = time.perf_counter() - start
-    failed = [p for p in processes if p.exitcode != 0]
-    if errors or failed or len(outcomes) != len(processes):
-        detail = "\n".join(errors) or ", ".join(f"{p.name}: exit code {p.exitcode}" for p in failed)
-        raise RuntimeError(f"t2r demo: collection failed. {detail}")
-    collected = [outcomes[i]["collect"] for i in range(len(processes))]
-    validation = outcomes[0].get("eval")
-    transitions = sum(r["num_transitions"] for r in collected)
-    busy = max(r["elapsed_secs"] for r in collected)
+    """Runs the collector processes (`t2r.collect.ProcessCollector`); returns episodes,
+    transitions, files and rates."""
+    from t2r.collect import ProcessCollector, split_shards
+
+    shards = split_shards(config.episodes, config.collectors, data_dir, seed=config.seed)
+    collect_fn = functools.partial(
+        _collect_shard,
+        validation_episodes=config.validation_episodes,
+        validation_seed=config.seed * 1000 + _VALIDATION_SEED_OFFSET,
+        episodes_per_file=config.episodes_per_file,
+    )
+    collector = ProcessCollector(
+        show_progress=config.show_progress,
+        expected_episodes=config.episodes + config.validation_episodes,
+    )
+    report = collector.collect(collect_fn, shards)
+    collected = report.tagged("collect")
+    validation = report.tagged("eval")
+    transitions = report.num_transitions
+    busy = max(r.elapsed_secs for r in collected)
     return {
-        "episodes": sum(r["num_episodes"] for r in collected),
+        "episodes": report.num_episodes,
         "transitions": transitions,
-        "validation_episodes": validation["num_episodes"] if validation else 0,
-        "files": sum(len(r["record_files"]) for r in collected),
+        "validation_episodes": sum(r.num_episodes for r in validation),
+        "files": sum(len(r.record_files) for r in collected),
         "random_policy_train_error": -float(
-            np.average([r["mean_reward"] for r in collected], weights=shares)
+            np.average(
+                [r.mean_reward for r in collected], weights=[r.num_episodes for r in collected]
+            )
         ),
-        "wall_secs": elapsed,
+        "wall_secs": report.wall_secs,
         # Rendering + writing only (the processes' start-up excluded), over all collectors.
         "transitions_per_sec": transitions / busy if busy > 0 else float("nan"),
-        "per_collector_transitions_per_sec": [
-            r["num_transitions"] / r["elapsed_secs"] for r in collected
-        ],
+        "per_collector_transitions_per_sec": [r.transitions_per_sec for r in collected],
     }
 
 
