@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from t2r import specs
+
 pytest.importorskip("mujoco")
 
 from t2r.collect import TFRecordReplayWriter, collect_eval_loop, run_env
@@ -174,3 +176,40 @@ def test_tiny_collect_train_export_eval(tmp_path):
     (records_file,) = glob.glob(str(tmp_path / "eval" / "eval" / "policy_eval" / "*.tfrecord"))
     batch = create_parse_tf_example_fn(transition_spec())(list(read_tfrecord(records_file)))
     assert batch["reward"].shape == (5, 1)
+
+
+class _TwoCameraPoseEnv(PoseToyEnv):
+    """PoseToyEnv with a second camera: the observation becomes a dict of two images."""
+
+    def get_observation(self):
+        front = super().get_observation()
+        yaw, pitch = self._yaw, self._pitch
+        self.set_camera(yaw + 90.0, pitch)
+        side = super().get_observation()
+        self.set_camera(yaw, pitch)
+        return {"state/image": front, "state/side_image": side}
+
+
+def test_a_camera_added_to_the_env_and_the_spec_appears_in_the_records(tmp_path):
+    spec = transition_spec()
+    spec["state/side_image"] = specs.ExtendedTensorSpec(
+        (64, 64, 3), torch.uint8, name="state/side_image", data_format="jpeg"
+    )
+    env = _TwoCameraPoseEnv(seed=5)
+    result = run_env(
+        env,
+        PoseEnvRandomPolicy(seed=5),
+        episode_to_transitions_fn=functools.partial(episode_to_transitions_pose_toy, spec=spec),
+        replay_writer=TFRecordReplayWriter(),
+        root_dir=str(tmp_path),
+        num_episodes=3,
+        show_progress=False,
+    )
+    env.close()
+    (path,) = result.record_files
+    batch = create_parse_tf_example_fn(spec)(list(read_tfrecord(path)))
+    assert batch["state/side_image"].shape == (3, 64, 64, 3)
+    # Two different views of the same scene.
+    difference = (batch["state/side_image"].float() - batch["state/image"].float()).abs().mean()
+    assert float(difference) > 5.0
+    assert batch["target_pose"].shape == (3, 2)

@@ -6,6 +6,8 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
 
 * `run_env`, `run_meta_env`: episodes -> transitions -> a replay writer; mean
   reward logged, returned (`EnvRunResult`) and written as summaries.
+* `SpecEpisodeToTransitions`: episodes -> records laid out by a transition
+  spec, through the spec-driven serializer (a new sensor is one spec).
 * `TFRecordReplayWriter`: atomic TFRecord files, one per ``open`` or per N
   episodes, with names (`unique_record_prefix`) that several collector
   processes writing into one directory never share.
@@ -40,6 +42,7 @@ from t2r.collect.replay_writer import (
     unique_record_prefix,
 )
 from t2r.collect.rollouts import EnvRunResult, ExploreSchedule, Transition, run_env, run_meta_env
+from t2r.collect.transitions import SpecEpisodeToTransitions
 
 __all__ = [
     "CollectError",
@@ -51,6 +54,7 @@ __all__ = [
     "EnvRunResult",
     "ExploreSchedule",
     "ProcessCollector",
+    "SpecEpisodeToTransitions",
     "TFRecordReplayWriter",
     "Transition",
     "check_report",

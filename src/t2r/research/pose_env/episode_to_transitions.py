@@ -12,21 +12,27 @@ key                value                                     Example list
 ``target_pose``    the duck's (x, y) (+ hidden drift)        float_list, 2 values
 =================  ========================================  =====================
 
-`transition_spec()` is the same layout as a spec (what
-`t2r.data.create_parse_tf_example_fn` reads it back with); `PoseEnvRegressionModel`
+`transition_spec()` is that layout as a spec, and the records are written from
+it by `t2r.collect.SpecEpisodeToTransitions` (the spec-driven serializer): the
+observation is ``state/image``, the action ``pose``, the reward ``reward``, and
+``target_pose`` comes from the env's ``info``. Adding a camera is one entry in
+the env's observation (then a dict: ``{'state/image': ..., 'state/wrist': ...}``)
+and one spec: nothing else changes on the collect side. The same spec reads the
+records back (`t2r.data.create_parse_tf_example_fn`); `PoseEnvRegressionModel`
 and `PoseEnvContinuousMCModel` parse these records directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from t2r import specs
-from t2r.data import Example, encode_image
+from t2r.collect import SpecEpisodeToTransitions
 
 __all__ = ["episode_to_transitions_pose_toy", "transition_spec"]
 
@@ -45,40 +51,49 @@ def transition_spec(image_size: int = 64) -> specs.TensorSpecStruct:
     return spec
 
 
+@functools.lru_cache(maxsize=8)
+def _default_converter(image_size: int, jpeg_quality: int) -> SpecEpisodeToTransitions:
+    return transition_converter(transition_spec(image_size), jpeg_quality)
+
+
+def transition_converter(spec: Any, jpeg_quality: int = JPEG_QUALITY) -> SpecEpisodeToTransitions:
+    """pose_env's episode -> records converter for `spec` (default: `transition_spec()`)."""
+    return SpecEpisodeToTransitions(
+        spec,
+        observation_key="state/image",
+        action_key="pose",
+        reward_key="reward",
+        jpeg_quality=jpeg_quality,
+    )
+
+
 def episode_to_transitions_pose_toy(
-    episode_data: Sequence[tuple[Any, ...]], jpeg_quality: int = JPEG_QUALITY
-) -> list[Example]:
-    """Converts a pose_env episode into one tf.train.Example per transition.
+    episode_data: Sequence[tuple[Any, ...]],
+    jpeg_quality: int = JPEG_QUALITY,
+    spec: Any = None,
+) -> list[bytes]:
+    """Converts a pose_env episode into one serialized tf.train.Example per transition.
 
     Args:
       episode_data: transitions ``(obs, action, reward, new_obs, done, debug)``
         as `t2r.collect.run_env` makes them; ``obs`` is the (H, W, 3) uint8
-        image, ``debug['target_pose']`` the (2,) target.
-      jpeg_quality: JPEG quality of ``state/image``.
+        image (or a dict of the spec's observation entries),
+        ``debug['target_pose']`` the (2,) target.
+      jpeg_quality: JPEG quality of the images.
+      spec: the records' layout; default `transition_spec()` at the
+        observation's image size.
 
     Returns:
-      Example messages (``SerializeToString()`` gives the record bytes).
+      The records (bytes), for `t2r.collect.TFRecordReplayWriter`.
+
+    Raises:
+      SpecError: a value is missing or does not fit its spec (naming it).
     """
-    transitions = []
-    for obs_t, action, reward, _obs_tp1, _done, debug in episode_data:
-        image = np.asarray(obs_t)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                "episode_to_transitions_pose_toy: 'state/image' must be an (H, W, 3) uint8 "
-                f"image, got {image.dtype} {image.shape}."
-            )
-        if "target_pose" not in debug:
-            raise ValueError(
-                "episode_to_transitions_pose_toy: the transition's debug/info dict has no "
-                f"'target_pose' (keys: {sorted(debug)})."
-            )
-        example = Example()
-        feature = example.features.feature
-        feature["state/image"].bytes_list.value.append(encode_image(image, "jpeg", jpeg_quality))
-        feature["pose"].float_list.value.extend(np.asarray(action, np.float32).ravel().tolist())
-        feature["reward"].float_list.value.append(float(reward))
-        feature["target_pose"].float_list.value.extend(
-            np.asarray(debug["target_pose"], np.float32).ravel().tolist()
-        )
-        transitions.append(example)
-    return transitions
+    if spec is not None:
+        return transition_converter(spec, jpeg_quality)(episode_data)
+    if not episode_data:
+        return []
+    obs = episode_data[0][0]
+    image = np.asarray(obs["state/image"] if isinstance(obs, Mapping) else obs)
+    size = int(image.shape[0]) if image.ndim == 3 else 64
+    return _default_converter(size, int(jpeg_quality))(episode_data)
