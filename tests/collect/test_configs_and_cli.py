@@ -18,7 +18,7 @@ from t2r.data import read_tfrecord
 pytest.importorskip("mujoco")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = Path(gin_config.PACKAGE_CONFIGS_DIR)
+SHIPPED = Path(gin_config.__file__).resolve().parents[1] / "research" / "pose_env" / "configs"
 
 
 @pytest.fixture
@@ -32,13 +32,15 @@ def _count(pattern: str) -> int:
     return sum(1 for path in glob.glob(pattern) for _ in read_tfrecord(path))
 
 
-def test_the_configs_are_shipped_in_the_package():
+def test_the_configs_live_with_their_project_and_keep_their_names():
     names = sorted(p.name for p in SHIPPED.glob("*.gin"))
     assert names == [
         "pose_env_run_random_collect.gin",
         "pose_env_run_train_critic_cem.gin",
         "pose_env_run_train_reg.gin",
     ]
+    assert gin_config.shipped_configs() == {name: str(SHIPPED / name) for name in names}
+    assert str(SHIPPED) in gin_config.config_search_path()
     assert gin_config.resolve_config_path("pose_env_run_train_reg.gin") == str(
         SHIPPED / "pose_env_run_train_reg.gin"
     )

@@ -34,10 +34,35 @@ CONFIGURABLE_MODULES = (
     "t2r.collect",
 )
 
-# The configs shipped with the package (``src/t2r/configs/*.gin``).
-PACKAGE_CONFIGS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"
-)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_search_path() -> list[str]:
+    """Where bare config names are looked up: each research project's ``configs/``
+    (``t2r/research/<project>/configs/``, sorted), then ``t2r/configs/`` if it exists.
+
+    A project's configs live next to its code; a new project is found without
+    being listed here.
+    """
+    research = os.path.join(_PACKAGE_DIR, "research")
+    dirs = sorted(
+        os.path.join(research, name, "configs")
+        for name in (os.listdir(research) if os.path.isdir(research) else [])
+        if os.path.isdir(os.path.join(research, name, "configs"))
+    )
+    shared = os.path.join(_PACKAGE_DIR, "configs")
+    return dirs + ([shared] if os.path.isdir(shared) else [])
+
+
+def shipped_configs() -> dict[str, str]:
+    """Every shipped config: ``{bare name: path}`` (the first on `config_search_path` wins)."""
+    found: dict[str, str] = {}
+    for directory in config_search_path():
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".gin"):
+                found.setdefault(name, os.path.join(directory, name))
+    return found
+
 
 _registered: set[str] = set()
 _IMPORT_LINE = re.compile(r"^\s*import\s+([\w.]+)\s*$", re.MULTILINE)
@@ -88,13 +113,13 @@ def register_all() -> None:
 
 
 def resolve_config_path(path: str) -> str:
-    """`path` if it is a file, else the shipped config of that name (``t2r/configs/``)
-    when there is one (so ``--gin_configs=pose_env_run_train_reg.gin`` works from
-    anywhere), else `path` unchanged."""
+    """`path` if it is a file, else the shipped config of that name (`shipped_configs`:
+    ``t2r/research/<project>/configs/``) when there is one (so
+    ``--gin_configs=pose_env_run_train_reg.gin`` works from anywhere), else `path`
+    unchanged."""
     if os.path.isfile(path) or os.sep in path or "/" in path:
         return path
-    shipped = os.path.join(PACKAGE_CONFIGS_DIR, path)
-    return shipped if os.path.isfile(shipped) else path
+    return shipped_configs().get(path, path)
 
 
 def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> None:
@@ -106,11 +131,7 @@ def parse(gin_configs: Sequence[str] = (), gin_bindings: Sequence[str] = ()) -> 
     gin_configs = [resolve_config_path(path) for path in gin_configs]
     missing = [path for path in gin_configs if not os.path.isfile(path)]
     if missing:
-        shipped = (
-            ", ".join(sorted(n for n in os.listdir(PACKAGE_CONFIGS_DIR) if n.endswith(".gin")))
-            if os.path.isdir(PACKAGE_CONFIGS_DIR)
-            else "none"
-        )
+        shipped = ", ".join(sorted(shipped_configs())) or "none"
         raise FileNotFoundError(
             f"gin config file(s) not found: {', '.join(missing)} (shipped configs: {shipped})"
         )

@@ -5,8 +5,9 @@
 
 Calls the gin-configured `t2r.collect.collect_eval_loop` with ``root_dir``
 from the flag. As in T2R, ``--gin_configs`` also takes a comma-separated
-list; a bare file name is looked up among the configs shipped in
-``t2r/configs/`` when it is not in the working directory. ``t2r collect``
+list; a bare file name is looked up among the configs shipped with the
+research projects (``t2r/research/<project>/configs/``) when it is not in the
+working directory. ``t2r collect``
 is the same command.
 """
 
