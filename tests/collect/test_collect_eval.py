@@ -192,3 +192,16 @@ def test_continuous_loop_picks_up_a_newer_export(tmp_path):
     assert steps == [1, 2]
     first, second = (result["handled"][s]["eval"].episode_rewards for s in (1, 2))
     assert first != second
+
+
+def test_records_pattern_is_where_the_loop_writes(tmp_path):
+    from t2r.collect import records_pattern
+
+    assert records_pattern(tmp_path) == str(
+        tmp_path / "policy_collect" / "policy_collect" / "*.tfrecord"
+    )
+    assert records_pattern(tmp_path, "eval") == str(
+        tmp_path / "eval" / "policy_eval" / "*.tfrecord"
+    )
+    with pytest.raises(ValueError, match="tag must be one of"):
+        records_pattern(tmp_path, "train")

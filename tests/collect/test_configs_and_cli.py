@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from t2r.bin import gin_config, run_collect_eval, run_t2r_trainer
+from t2r.collect import records_pattern
 from t2r.data import read_tfrecord
 
 pytest.importorskip("mujoco")
@@ -69,9 +70,9 @@ def test_collect_command_with_the_random_collect_config(entry, tmp_path):
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(glob.glob(str(root / "policy_collect" / "policy_collect" / "*.tfrecord"))) == 3
-    assert _count(str(root / "policy_collect" / "policy_collect" / "*.tfrecord")) == 5
-    assert _count(str(root / "eval" / "policy_eval" / "*.tfrecord")) == 3
+    assert len(glob.glob(records_pattern(root, "collect"))) == 3
+    assert _count(records_pattern(root, "collect")) == 5
+    assert _count(records_pattern(root, "eval")) == 3
     state = json.loads((root / "collect_eval_state_t0.json").read_text())
     assert list(state["handled"]) == ["0"]
     assert -1.5 < state["handled"]["0"]["collect"] < -0.3  # a random policy's reward
@@ -92,8 +93,8 @@ def test_collect_command_names_a_missing_config(tmp_path):
 def _paths(tmp_path: Path, model: str) -> list[str]:
     data = tmp_path / "data"
     return [
-        f"TRAIN_RECORDS = '{data}/policy_collect/policy_collect/*.tfrecord'",
-        f"EVAL_RECORDS = '{data}/eval/policy_eval/*.tfrecord'",
+        f"TRAIN_RECORDS = '{records_pattern(data, 'collect')}'",
+        f"EVAL_RECORDS = '{records_pattern(data, 'eval')}'",
         f"MODEL_DIR = '{tmp_path / model}'",
         f"EXPORT_DIR = '{tmp_path / model}/export/latest_exporter_numpy'",
         "MAX_STEPS = 2",
@@ -131,7 +132,7 @@ def test_train_reg_config_trains_exports_and_evaluates(tmp_path, clean_gin, monk
     handled = run_collect_eval.run(["pose_env_run_train_reg.gin"], bindings, str(tmp_path / "eval"))
     assert list(handled) == [2]  # continuous: stops after the export at MAX_STEPS
     assert handled[2]["eval"].num_episodes == 4
-    assert _count(str(tmp_path / "eval" / "eval" / "policy_eval" / "*.tfrecord")) == 4
+    assert _count(records_pattern(tmp_path / "eval", "eval")) == 4
 
 
 def test_critic_cem_config_trains_exports_and_acts(tmp_path, clean_gin, monkeypatch):

@@ -6,8 +6,6 @@ this module: it is the "model code" a robot does not have.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from torch import nn
@@ -15,7 +13,6 @@ from torch import nn
 from t2r import specs
 from t2r.layers import FeaturesToPose, ImagesToFeatures
 from t2r.models import CriticModel, RegressionModel
-from t2r.modes import ModeKeys
 from t2r.preprocessors import ImagePreprocessor
 
 MODULE_NAME = __name__
@@ -131,27 +128,6 @@ class QuadraticCritic(CriticModel):
         samples = np.asarray(samples, np.float32)
         target = np.broadcast_to(np.asarray(state, np.float32), samples.shape)
         return {"state/target": target, "action/action": samples}
-
-
-class SeededInput:
-    """Endless batches for `TinyModel` that depend only on the seed."""
-
-    def __init__(self, batch_size: int = 8, seed: int = 0, num_eval_batches: int = 2) -> None:
-        self.batch_size = batch_size
-        self.seed = seed
-        self.num_eval_batches = num_eval_batches
-
-    def set_specification_from_model(self, t2r_model, mode: str) -> None:
-        del t2r_model, mode
-
-    def create_dataset(self, mode: str) -> Iterator[tuple[dict, dict]]:
-        generator = torch.Generator().manual_seed(self.seed + (mode == ModeKeys.EVAL))
-        count = 0
-        while mode == ModeKeys.TRAIN or count < self.num_eval_batches:
-            x = torch.rand(self.batch_size, 3, generator=generator)
-            target = torch.stack([x[:, 0] + 2 * x[:, 1], x[:, 2] - x[:, 0]], dim=1)
-            yield {"x": x}, {"target": target}
-            count += 1
 
 
 class CountingModel(TinyModel):

@@ -21,8 +21,9 @@ from t2r.export import (
     list_versions,
 )
 from t2r.train import seed_everything, train_eval_model
+from tests.train.models import SeededInput
 
-from .models import SeededInput, TinyModel
+from .models import TinyModel
 
 
 def _steps(export_dir) -> list[int]:

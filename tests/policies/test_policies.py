@@ -260,3 +260,22 @@ def test_a_missing_output_names_the_outputs_and_the_argument(pose_predictor, cri
     cem = CEMPolicy(QuadraticCritic(), predictor=critic_predictor, q_key="q", seed=0)
     with pytest.raises(KeyError, match=r"CEMPolicy: .* no 'q' \(q_key='q'\); its outputs are \["):
         cem.select_action(np.zeros(2, np.float32), None, 0)
+
+
+def test_make_policy_keeps_a_policy_and_calls_a_factory():
+    from t2r.policies import make_policy
+
+    class Duck:
+        def sample_action(self, obs, explore_prob):
+            return 0, None
+
+    duck = Duck()
+    assert make_policy(duck, required=None) is duck
+    assert isinstance(make_policy(Duck, required=None), Duck)
+    random_policy = RandomPolicy(seed=0)
+    assert make_policy(random_policy) is random_policy
+    assert isinstance(make_policy(RandomPolicy), RandomPolicy)
+    with pytest.raises(TypeError, match="Expected a Policy or a factory of one, got Duck"):
+        make_policy(Duck)
+    with pytest.raises(TypeError, match="with sample_action.*got int"):
+        make_policy(lambda: 3, required=None)

@@ -9,7 +9,8 @@ import torch
 from t2r.predictors import CheckpointPredictor
 from t2r.specs import SpecError
 from t2r.train import latest_checkpoint, seed_everything, train_eval_model
-from tests.export.models import SeededInput, TinyModel
+from tests.export.models import TinyModel
+from tests.train.models import SeededInput
 
 
 def _train(model_dir, steps):

@@ -24,7 +24,7 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
 
 from __future__ import annotations
 
-from t2r.collect.collect_eval import CollectEvalState, collect_eval_loop
+from t2r.collect.collect_eval import CollectEvalState, collect_eval_loop, records_pattern
 from t2r.collect.parallel import (
     CollectError,
     CollectFn,
@@ -60,6 +60,7 @@ __all__ = [
     "check_report",
     "collect_eval_loop",
     "collector_id",
+    "records_pattern",
     "recover_replay_directory",
     "run_env",
     "run_meta_env",

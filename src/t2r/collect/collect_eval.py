@@ -27,12 +27,27 @@ from typing import Any
 
 from t2r.atomic import atomic_write_text
 from t2r.collect.rollouts import EnvRunResult, run_env
+from t2r.policies import make_policy
 
-__all__ = ["CollectEvalState", "collect_eval_loop"]
+__all__ = ["CollectEvalState", "collect_eval_loop", "records_pattern"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILENAME = "collect_eval_state_t{task}.json"
+# The run_env root of each tag under the collect-eval root_dir.
+_TAG_DIRS = {"collect": "policy_collect", "eval": "eval"}
+
+
+def records_pattern(root_dir: str | os.PathLike[str], tag: str = "collect") -> str:
+    """The glob of the record files `collect_eval_loop` writes under `root_dir` for `tag`.
+
+    ``<root_dir>/policy_collect/policy_collect/*.tfrecord`` for 'collect',
+    ``<root_dir>/eval/policy_eval/*.tfrecord`` for 'eval' (T2R's layout: the
+    loop's directory per tag, then run_env's ``policy_<tag>``).
+    """
+    if tag not in _TAG_DIRS:
+        raise ValueError(f"records_pattern: tag must be one of {sorted(_TAG_DIRS)}, got {tag!r}.")
+    return os.path.join(os.fspath(root_dir), _TAG_DIRS[tag], f"policy_{tag}", "*.tfrecord")
 
 
 class CollectEvalState:
@@ -75,13 +90,6 @@ class CollectEvalState:
             "handled": {str(k): v for k, v in sorted(self.handled.items())},
         }
         atomic_write_text(self.path, json.dumps(data, indent=1, allow_nan=True) + "\n")
-
-
-def _make_policy(policy_class: Any) -> Any:
-    # T2R passed a class; an already built policy (anything with sample_action) is kept.
-    if hasattr(policy_class, "sample_action") and not isinstance(policy_class, type):
-        return policy_class
-    return policy_class()
 
 
 def collect_eval_loop(
@@ -145,8 +153,8 @@ def collect_eval_loop(
         pre_collect_eval_fn()
     run_agent_fn = run_agent_fn or run_env
     root = os.fspath(root_dir)
-    collect_dir = os.path.join(root, "policy_collect")
-    eval_dir = os.path.join(root, "eval")
+    collect_dir = os.path.join(root, _TAG_DIRS["collect"])
+    eval_dir = os.path.join(root, _TAG_DIRS["eval"])
     state = CollectEvalState(root, task)
     handled: dict[int, dict[str, Any]] = {}
     if continuous and state.last_global_step >= max_steps:
@@ -159,7 +167,7 @@ def collect_eval_loop(
         )
         return handled
 
-    policy = _make_policy(policy_class)
+    policy = make_policy(policy_class, required=None)
     previous = state.last_global_step
     deadline = None if timeout_secs is None else time.monotonic() + timeout_secs
     while True:

@@ -27,6 +27,7 @@ from t2r.policies.policies import (
     RandomPolicy,
     RegressionPolicy,
     ScheduledExplorationRegressionPolicy,
+    make_policy,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "RegressionPolicy",
     "ScheduledExplorationRegressionPolicy",
     "cross_entropy_method",
+    "make_policy",
     "normal_cross_entropy_method",
     "normal_update_fn",
 ]

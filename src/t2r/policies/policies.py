@@ -431,8 +431,8 @@ class PerEpisodeSwitchPolicy(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(None)
-        self._explore_policy = _make_policy(explore_policy_class)
-        self._greedy_policy = _make_policy(greedy_policy_class)
+        self._explore_policy: Policy = make_policy(explore_policy_class)
+        self._greedy_policy: Policy = make_policy(greedy_policy_class)
         self._explore_prob = explore_prob
         self._rng = np.random.default_rng(seed)
         self._active_policy: Policy | None = None
@@ -472,12 +472,28 @@ class PerEpisodeSwitchPolicy(Policy):
         return self._active_policy.select_action(state, context, timestep)
 
 
-def _make_policy(policy: PolicyOrFactory) -> Policy:
-    if isinstance(policy, Policy):
-        return policy
-    made = policy()
-    if not isinstance(made, Policy):
-        raise TypeError(f"Expected a Policy or a factory of one, got {type(made).__name__}.")
+def make_policy(policy: Any, required: type | None = Policy) -> Any:
+    """`policy` itself, or what calling it makes: T2R passed policy classes, gin passes
+    factories, callers may pass a built policy.
+
+    An object that is not a class and has ``sample_action`` (or is a `required`)
+    is kept as it is. With `required` (default `Policy`) the result must be one;
+    with None, anything with ``sample_action`` will do (what `t2r.collect.run_env`
+    calls). Raises TypeError naming what it got otherwise.
+    """
+    built = not isinstance(policy, type) and (
+        hasattr(policy, "sample_action") or (required is not None and isinstance(policy, required))
+    )
+    made = policy if built else policy()
+    if required is not None and not isinstance(made, required):
+        raise TypeError(
+            f"Expected a {required.__name__} or a factory of one, got {type(made).__name__}."
+        )
+    if not hasattr(made, "sample_action"):
+        raise TypeError(
+            f"Expected a policy (with sample_action) or a factory of one, got "
+            f"{type(made).__name__}."
+        )
     return made
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from t2r import cli
+from t2r.collect import records_pattern
 from t2r.research.pose_env.demo import (
     MARKER_FILENAME,
     DemoConfig,
@@ -66,9 +68,9 @@ def test_tiny_demo_through_the_cli(tmp_path):
     with Image.open(out / "heldout_predictions.png") as image:
         assert image.format == "PNG" and image.size[0] >= 4 * 256  # 4 columns of 64x4 tiles
     # Records from both collectors, the validation set, checkpoints, exports, TensorBoard.
-    collected = list((out / "data" / "policy_collect" / "policy_collect").glob("*.tfrecord"))
+    collected = [Path(p) for p in glob.glob(records_pattern(out / "data", "collect"))]
     assert len({p.name.split("_")[1] for p in collected}) == 2  # t0 and t1
-    assert list((out / "data" / "eval" / "policy_eval").glob("*.tfrecord"))
+    assert glob.glob(records_pattern(out / "data", "eval"))
     assert (out / "model" / "export" / "latest_exporter_numpy" / "4" / "t2r_assets.json").is_file()
     assert (out / "model" / "export" / "best_exporter_numpy").is_dir()
     assert list((out / "model").glob("events.out.tfevents.*"))

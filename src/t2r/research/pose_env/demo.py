@@ -233,6 +233,7 @@ def collect_parallel(config: DemoConfig, data_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- training
 def train(config: DemoConfig, data_dir: Path, model_dir: Path) -> dict[str, Any]:
     """Trains PoseEnvRegressionModel on the collected records; returns the last eval."""
+    from t2r.collect import records_pattern
     from t2r.data import DefaultRecordInputGenerator
     from t2r.export import create_default_exporters
     from t2r.models import create_adam_optimizer
@@ -253,7 +254,7 @@ def train(config: DemoConfig, data_dir: Path, model_dir: Path) -> dict[str, Any]
         ),
     )
     train_input = DefaultRecordInputGenerator(
-        str(data_dir / "policy_collect" / "policy_collect" / "*.tfrecord"),
+        records_pattern(data_dir, "collect"),
         batch_size=config.batch_size,
         seed=config.seed,
         num_workers=config.num_workers,
@@ -261,7 +262,7 @@ def train(config: DemoConfig, data_dir: Path, model_dir: Path) -> dict[str, Any]
         label="train records",
     )
     eval_input = DefaultRecordInputGenerator(
-        str(data_dir / "eval" / "policy_eval" / "*.tfrecord"),
+        records_pattern(data_dir, "eval"),
         batch_size=250,
         label="validation records",
     )
