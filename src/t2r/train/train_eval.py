@@ -256,12 +256,14 @@ def train_eval_model(
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     owns_group = not torch.distributed.is_initialized()
+    own_network_fn = vars(t2r_model).get("inference_network_fn")
     context = distributed.setup(device)
     try:
         seed_everything(seed)
         t2r_model.to(context.device)
         if compile:
-            # Validation and packing stay eager; the network and loss compile.
+            # Validation and packing stay eager; the network and loss compile. The
+            # compiled wrapper lives for this call only (restored in `finally`).
             t2r_model.inference_network_fn = torch.compile(t2r_model.inference_network_fn)  # type: ignore[method-assign]
         eval_name_dir = os.path.join(model_dir, f"eval_{eval_name}" if eval_name else "eval")
         exporters = (
@@ -310,6 +312,8 @@ def train_eval_model(
         )
         return loop.run()
     finally:
+        if compile:
+            _restore_eager_network(t2r_model, own_network_fn)
         if owns_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
@@ -334,6 +338,15 @@ def _rng_untouched() -> Iterator[None]:
         yield
     finally:
         set_rng_state(state)
+
+
+def _restore_eager_network(t2r_model: AbstractT2RModel, own_network_fn: Any) -> None:
+    """Undoes `compile`: the instance's own inference_network_fn (if it had one) is put
+    back, else the instance attribute goes and the class's eager method shows again."""
+    if own_network_fn is not None:
+        t2r_model.inference_network_fn = own_network_fn  # type: ignore[method-assign]
+    elif "inference_network_fn" in vars(t2r_model):
+        del t2r_model.inference_network_fn
 
 
 def _build_hooks(
