@@ -10,6 +10,7 @@ import pytest
 
 from t2r.collect import CollectEvalState, collect_eval_loop, run_env
 from t2r.train import read_metrics
+from tests.needs import needs_module
 
 from .toy import ConstantPolicy, CountingEnv
 
@@ -142,7 +143,7 @@ def test_timeout_stops_waiting(tmp_path):
 
 
 def test_continuous_loop_picks_up_a_newer_export(tmp_path):
-    pytest.importorskip("mujoco")
+    needs_module("mujoco")
     import torch
 
     from t2r.export import export_saved_model

@@ -15,8 +15,9 @@ import pytest
 from t2r.bin import gin_config, run_collect_eval, run_t2r_trainer
 from t2r.collect import records_pattern
 from t2r.data import read_tfrecord
+from tests.needs import needs_module
 
-pytest.importorskip("mujoco")
+needs_module("mujoco")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = Path(gin_config.__file__).resolve().parents[1] / "research" / "pose_env" / "configs"

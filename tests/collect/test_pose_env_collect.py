@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from t2r import specs
-
-pytest.importorskip("mujoco")
-
 from t2r.collect import TFRecordReplayWriter, collect_eval_loop, run_env
 from t2r.data import Example, create_parse_tf_example_fn, read_tfrecord
-from t2r.research.pose_env import (
+from tests.needs import needs_fixture, needs_module
+
+needs_module("mujoco")
+
+from t2r.research.pose_env import (  # noqa: E402 - needs mujoco
     PoseEnvRandomPolicy,
     PoseToyEnv,
     episode_to_transitions_pose_toy,
@@ -52,9 +53,7 @@ def _layout(record: bytes) -> dict[str, tuple[str, int]]:
 
 
 def test_records_have_the_fixture_layout_and_parse_with_its_spec(tmp_path, fixtures_dir):
-    fixture = fixtures_dir / "pose_env_test_data.tfrecord"
-    if not fixture.is_file():
-        pytest.skip(f"fixture {fixture} not found")
+    fixture = needs_fixture("pose_env_test_data.tfrecord")
     (path,) = _collect(tmp_path, num_episodes=6, seed=0)
     ours = list(read_tfrecord(path))
     theirs = list(read_tfrecord(fixture))[:6]

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import needs_fixture
+
 
 @pytest.fixture
-def pose_env_tfrecord(fixtures_dir: Path) -> Path:
-    path = fixtures_dir / "pose_env_test_data.tfrecord"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} not found")
-    return path
+def pose_env_tfrecord() -> Path:
+    return needs_fixture("pose_env_test_data.tfrecord")

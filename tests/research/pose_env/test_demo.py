@@ -26,6 +26,7 @@ from t2r.research.pose_env.visualize import (
     draw_learning_curve,
     draw_prediction_grid,
 )
+from tests.needs import needs_module
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -42,7 +43,7 @@ TINY = [
 
 
 def test_tiny_demo_through_the_cli(tmp_path):
-    pytest.importorskip("mujoco")
+    needs_module("mujoco")
     out = tmp_path / "demo_out"
     result = subprocess.run(
         [sys.executable, "-m", "t2r.cli", "demo", f"--output_dir={out}", *TINY],

@@ -14,6 +14,7 @@ from t2r.modes import ModeKeys
 from t2r.research.pose_env import PoseEnvContinuousMCModel, PoseEnvRegressionModel
 from t2r.testing import T2RModelFixture
 from t2r.train import seed_everything
+from tests.needs import needs_fixture, pose_toy_env
 
 
 def _images(batch: int) -> torch.Tensor:
@@ -23,9 +24,7 @@ def _images(batch: int) -> torch.Tensor:
 def _fixture_batch(model, count: int, fixtures_dir: Path):
     """The first `count` records of T2R's pose_env fixture, parsed with the model's
     packing specs (which is also the check that the specs fit T2R's records)."""
-    path = fixtures_dir / "pose_env_test_data.tfrecord"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} not found")
+    path = needs_fixture("pose_env_test_data.tfrecord")
     parse = create_parse_tf_example_fn(
         model.get_feature_specification_for_packing(ModeKeys.TRAIN),
         model.get_label_specification_for_packing(ModeKeys.TRAIN),
@@ -224,11 +223,7 @@ def test_random_train(model_cls, tmp_path):
 
 
 def test_env_observation_through_the_model():
-    pose_env = pytest.importorskip("t2r.research.pose_env.pose_env")
-    try:
-        env = pose_env.PoseToyEnv(seed=0)
-    except pose_env.RenderBackendError as error:
-        pytest.skip(str(error))
+    env = pose_toy_env(seed=0)
     observation, _ = env.reset()
     model = PoseEnvRegressionModel()
     features = {k: torch.as_tensor(v) for k, v in model.pack_features(observation).items()}
