@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,26 @@ def test_pictures(tmp_path):
     assert ((tile[..., 0] > 180) & (tile[..., 1] < 60)).any()
     with pytest.raises(ValueError, match="at least one"):
         draw_prediction_grid(grid, [])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.skipif(
+    not os.environ.get("T2R_DEMO_TEST"),
+    reason="minutes of training: run with T2R_DEMO_TEST=1 (the demo's stated result)",
+)
+def test_the_demo_reaches_its_stated_result(tmp_path):
+    """`t2r demo` with its defaults: the exported policy's held-out error <= 0.05.
+
+    T2R_DEMO_TEST=1 .venv/bin/python -m pytest tests/research/pose_env/test_demo.py -k stated
+    """
+    from t2r.research.pose_env.demo import TARGET_ERROR, run_demo
+
+    needs_module("mujoco")
+    summary = run_demo(DemoConfig(output_dir=str(tmp_path / "demo"), show_progress=False))
+    print(json.dumps({k: summary[k] for k in ("eval_random", "eval_trained", "collect")}))
+    assert summary["collect"]["episodes"] == DemoConfig().episodes
+    assert summary["eval_trained"]["episodes"] == DemoConfig().eval_episodes
+    assert summary["eval_trained"]["mean_error"] <= TARGET_ERROR == 0.05
+    assert summary["eval_random"]["mean_error"] > 0.5
+    assert summary["target_reached"]
