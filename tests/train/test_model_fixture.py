@@ -9,24 +9,14 @@ import torch
 
 from t2r import specs
 from t2r.modes import ModeKeys
-from t2r.testing import T2RModelFixture, assert_golden_values, find_model_classes
+from t2r.testing import T2RModelFixture, assert_golden_values
 from t2r.train import seed_everything
 
-from .models import TinyActorCritic, TinyClassifier, TinyCritic, TinyRegression
+from .models import TinyClassifier, TinyCritic, TinyRegression
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
 
-TEST_MODELS = [TinyRegression, TinyClassifier, TinyCritic, TinyActorCritic]
-
-
-@pytest.mark.parametrize(
-    "model_cls", TEST_MODELS + find_model_classes(), ids=lambda c: c.__qualname__
-)
-def test_random_train(model_cls, tmp_path):
-    seed_everything(0)
-    checkpoint = T2RModelFixture(tmp_path).random_train(model_cls())
-    assert checkpoint.global_step == 2
-    assert (checkpoint.path / "model.safetensors").is_file()
+# Every model's random-train run is in tests/test_model_contract.py (the registry).
 
 
 def test_random_train_fails_loudly_without_a_checkpoint(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +64,60 @@ class T2RModelFixture:
         return checkpoint
 
 
-def find_model_classes(package: str = "t2r") -> list[type[AbstractT2RModel]]:
-    """Every concrete AbstractT2RModel subclass defined in `package`'s modules.
+def _is_helper_module(name: str) -> bool:
+    """Modules the registry imports: not test modules, conftest, t2r.testing or t2r.bin."""
+    last = name.rsplit(".", 1)[-1]
+    return not (
+        last.startswith("test_")
+        or last == "conftest"
+        or ".testing" in name
+        or name.startswith(f"{t2r.__name__}.bin")
+    )
 
-    Modules that fail to import (an optional extra is missing) are skipped.
+
+def find_model_classes(
+    *packages: str, allow_missing: Collection[str] = ()
+) -> list[type[AbstractT2RModel]]:
+    """The model registry: every concrete AbstractT2RModel subclass defined in `packages`.
+
+    Imports every module of each package (default ``'t2r'``) except test modules
+    (``test_*``), ``conftest``, ``t2r.testing`` and ``t2r.bin``, then walks
+    AbstractT2RModel's subclasses: a model added in any such module is found
+    without being listed anywhere (in a test suite: put test models in helper
+    modules such as ``tests/<room>/models.py``).
+
+    Raises:
+      ImportError: naming the module, when a module fails to import, unless the
+        missing top-level package is in `allow_missing` (e.g. ``{'mujoco'}``
+        where an optional extra is knowingly absent). A model that cannot be
+        imported is a failure, not a smaller registry.
     """
-    root = importlib.import_module(package)
-    for info in pkgutil.walk_packages(getattr(root, "__path__", []), prefix=f"{package}."):
-        if ".testing" in info.name or info.name.startswith(f"{t2r.__name__}.bin"):
-            continue
-        try:
-            importlib.import_module(info.name)
-        except ImportError:
-            continue
-    found: list[type[AbstractT2RModel]] = []
+    packages = packages or ("t2r",)
+    for package in packages:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(getattr(root, "__path__", []), prefix=f"{package}."):
+            if not _is_helper_module(info.name):
+                continue
+            try:
+                importlib.import_module(info.name)
+            except ImportError as error:
+                missing = (error.name or "").split(".")[0]
+                if missing and missing in allow_missing:
+                    continue
+                raise ImportError(
+                    f"find_model_classes: cannot import {info.name}: {error}", name=error.name
+                ) from error
+    found: set[type[AbstractT2RModel]] = set()
     pending: list[Any] = [AbstractT2RModel]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
             pending.append(sub)
-            if not inspect.isabstract(sub) and sub.__module__.startswith(package + "."):
-                found.append(sub)
-    return sorted(set(found), key=lambda c: f"{c.__module__}.{c.__qualname__}")
+            if (
+                not inspect.isabstract(sub)
+                and "<locals>" not in sub.__qualname__
+                and _is_helper_module(sub.__module__)
+                and any(sub.__module__.startswith(p + ".") for p in packages)
+            ):
+                found.add(sub)
+    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")

@@ -12,7 +12,6 @@ from t2r import specs
 from t2r.data import create_parse_tf_example_fn, read_tfrecord
 from t2r.modes import ModeKeys
 from t2r.research.pose_env import PoseEnvContinuousMCModel, PoseEnvRegressionModel
-from t2r.testing import T2RModelFixture
 from t2r.train import seed_everything
 from tests.needs import needs_fixture, pose_toy_env
 
@@ -214,12 +213,7 @@ def test_critic_fits_the_fixture_rewards(fixtures_dir):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-# ------------------------------------------------------------------ fixture
-@pytest.mark.parametrize("model_cls", [PoseEnvRegressionModel, PoseEnvContinuousMCModel])
-def test_random_train(model_cls, tmp_path):
-    seed_everything(0)
-    checkpoint = T2RModelFixture(tmp_path).random_train(model_cls())
-    assert checkpoint.global_step == 2
+# Random-train of both models: tests/test_model_contract.py.
 
 
 def test_env_observation_through_the_model():
