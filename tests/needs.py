@@ -45,13 +45,14 @@ def needs_module(name: str) -> ModuleType:
 
 
 def needs_fixture(name: str = "") -> Path:
-    """The shared fixture `name` (the fixtures directory for ''), or skip_or_fail."""
+    """The shared fixture `name`, a file or a directory (the fixtures directory for ''),
+    or skip_or_fail."""
     if not FIXTURES_DIR.is_dir():
         skip_or_fail(
             f"shared fixtures directory not found at {FIXTURES_DIR} (set T2R_FIXTURES_DIR)"
         )
     path = FIXTURES_DIR / name
-    if name and not path.is_file():
+    if name and not path.exists():
         skip_or_fail(f"fixture {path} not found")
     return path
 

@@ -21,8 +21,9 @@ from t2r.data import (
 from t2r.modes import ModeKeys
 from t2r.specs import ExtendedTensorSpec as TSpec
 from t2r.specs import SpecError, TensorSpecStruct, add_sequence_length_specs
+from tests.needs import needs_fixture
 
-RLDS = Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "rlds_fractal_tiny" / "0.1.0"
+RLDS_NAME = "rlds_fractal_tiny/0.1.0"
 
 
 def objects(*items: object) -> np.ndarray:
@@ -209,7 +210,7 @@ def test_rlds_fixture_strings_parse_as_tensorflow_reads_them() -> None:
         ),
         is_first=TSpec((16,), torch.int64, name="steps/is_first", varlen_default_value=-1),
     )
-    files = sorted(RLDS.glob("*-train.tfrecord-*"))
+    files = sorted(needs_fixture(RLDS_NAME).glob("*-train.tfrecord-*"))
     assert len(files) == 2
     records = [record for path in files for record in read_tfrecord(str(path))]
     parsed = create_parse_tf_example_fn(spec)(records)
