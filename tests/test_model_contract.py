@@ -118,7 +118,7 @@ def test_export_then_predictor_equals_eager(model_cls, tmp_path):
     seed_everything(0)
     model = model_cls().eval()
     export_saved_model(model, tmp_path, global_step=1)
-    predictor = ExportedModelPredictor(tmp_path)
+    predictor = ExportedModelPredictor(tmp_path, trust_torchscript=True)  # we wrote it
     assert predictor.restore()
     spec = model.get_feature_specification_for_packing(ModeKeys.PREDICT)
     inputs = {
