@@ -248,3 +248,62 @@ class TransitionInput:
         action = torch.rand(b, 2, generator=g) * 2 - 1
         reward = -(action - obs[:, :2]).pow(2).sum(dim=1, keepdim=True)
         return {"obs": obs, "action": action, "next_obs": next_obs}, reward
+
+
+class TinyRecurrentPolicy(AbstractT2RModel):
+    """An LSTM policy (BC-RNN in miniature) whose state travels through exports.
+
+    TRAIN/EVAL: observation sequences (B, T, 3) -> actions (B, T, 2), unrolled
+    from the learned initial state (h0, c0). PREDICT: one step (B, 3) plus the
+    network state ``h``, ``c`` (B, H) -> the action and the next state.
+    """
+
+    def __init__(self, hidden_size: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.lstm = nn.LSTM(3, hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, 2)
+        self.h0 = nn.Parameter(0.5 * torch.randn(hidden_size))
+        self.c0 = nn.Parameter(0.5 * torch.randn(hidden_size))
+
+    def get_feature_specification(self, mode: str) -> specs.TensorSpecStruct:
+        sequence = mode != ModeKeys.PREDICT
+        return specs.TensorSpecStruct(
+            obs=specs.ExtendedTensorSpec((3,), torch.float32, name="obs", is_sequence=sequence)
+        )
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            action=specs.ExtendedTensorSpec((2,), torch.float32, name="action", is_sequence=True)
+        )
+
+    def get_network_state_specification(self) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            h=specs.ExtendedTensorSpec((self.hidden_size,), torch.float32, name="h"),
+            c=specs.ExtendedTensorSpec((self.hidden_size,), torch.float32, name="c"),
+        )
+
+    def get_initial_network_state(self) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(h=self.h0.detach(), c=self.c0.detach())
+
+    def inference_network_fn(self, features, labels, mode, config=None, params=None):
+        if mode == ModeKeys.PREDICT:
+            state = features.network_state
+            hidden = (state.h.unsqueeze(0).contiguous(), state.c.unsqueeze(0).contiguous())
+            out, (h, c) = self.lstm(features.obs.unsqueeze(1), hidden)
+            return {"action": self.head(out[:, 0]), "next_network_state": {"h": h[0], "c": c[0]}}
+        batch = features.obs.shape[0]
+        hidden = (
+            self.h0.expand(1, batch, -1).contiguous(),
+            self.c0.expand(1, batch, -1).contiguous(),
+        )
+        out, _ = self.lstm(features.obs, hidden)
+        return {"action": self.head(out)}
+
+    def model_train_fn(self, features, labels, inference_outputs, mode, config=None, params=None):
+        return F.mse_loss(inference_outputs["action"], labels.action)
+
+    def create_export_outputs_fn(
+        self, features, inference_outputs, mode=None, config=None, params=None
+    ):
+        return {"action": inference_outputs["action"]}

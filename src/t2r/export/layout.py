@@ -50,6 +50,7 @@ TORCH_EXPORT_FILENAME = "model.pt2"
 TORCHSCRIPT_FILENAME = "model.torchscript.pt"
 WEIGHTS_FILENAME = "model.safetensors"
 ONNX_FILENAME = "model.onnx"
+INITIAL_NETWORK_STATE_FILENAME = "initial_network_state.safetensors"  # stateful programs only
 
 # Values of the assets' metadata["program_format"].
 TORCH_EXPORT = "torch.export"

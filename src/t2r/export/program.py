@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import t2r
+from t2r import network_state
 from t2r.export import layout
 from t2r.modes import ModeKeys
 from t2r.specs import (
@@ -240,6 +241,8 @@ class ExportSnapshot:
     label_spec: TensorSpecStruct
     metadata: dict[str, Any]
     onnx_model: bytes | None = None
+    # Stateful models: {network_state/<path>: per-example initial value}.
+    initial_network_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclasses.dataclass
@@ -457,6 +460,13 @@ class ProgramBuilder:
             "torch_version": torch.__version__,
             "t2r_version": t2r.__version__,
         }
+        initial_state = _initial_network_state(t2r_model)
+        if initial_state:
+            metadata["network_state"] = {
+                "inputs": list(initial_state),
+                "outputs": [network_state.output_name(k) for k in initial_state],
+                "initial_state_file": layout.INITIAL_NETWORK_STATE_FILENAME,
+            }
         if traced.fallback_reason:
             metadata["torch_export_error"] = traced.fallback_reason
         if onnx_error:
@@ -474,9 +484,32 @@ class ProgramBuilder:
             ),
             metadata=metadata,
             onnx_model=onnx_model,
+            initial_network_state=initial_state or None,
         )
         self._last = (key, snapshot)
         return snapshot
+
+
+def _initial_network_state(t2r_model: AbstractT2RModel) -> dict[str, torch.Tensor]:
+    """``{network_state/<path>: initial value}`` (CPU, per example); {} when stateless."""
+    state_spec = flatten_spec_structure(t2r_model.get_network_state_specification())
+    if not state_spec:
+        return {}
+    initial = flatten_spec_structure(t2r_model.get_initial_network_state())
+    values: dict[str, torch.Tensor] = {}
+    for path, spec in state_spec.items():
+        value = initial.get(path)
+        owner = f"{type(t2r_model).__name__}.get_initial_network_state()"
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{owner} has no tensor for {path!r}; it has {sorted(initial)}.")
+        if tuple(value.shape) != tuple(spec.shape or ()) or value.dtype != spec.dtype:
+            raise ValueError(
+                f"{owner}[{path!r}] has shape {tuple(value.shape)} dtype "
+                f"{dtype_name(value.dtype)}; the network state spec says "
+                f"{tuple(spec.shape or ())} {dtype_name(spec.dtype)} (per example, no batch)."
+            )
+        values[network_state.input_name(path)] = value.detach().to("cpu", copy=True).contiguous()
+    return values
 
 
 def _copy_graph(graph: torch.fx.Graph) -> torch.fx.Graph:

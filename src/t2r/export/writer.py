@@ -91,6 +91,13 @@ def write_snapshot(
         files[layout.WEIGHTS_FILENAME] = layout.file_record(
             (tmp / layout.WEIGHTS_FILENAME).read_bytes()
         )
+        if snapshot.initial_network_state:
+            write_safetensors(
+                tmp / layout.INITIAL_NETWORK_STATE_FILENAME, snapshot.initial_network_state
+            )
+            files[layout.INITIAL_NETWORK_STATE_FILENAME] = layout.file_record(
+                (tmp / layout.INITIAL_NETWORK_STATE_FILENAME).read_bytes()
+            )
         if snapshot.onnx_model is not None:
             _write_file(tmp / layout.ONNX_FILENAME, snapshot.onnx_model)
             files[layout.ONNX_FILENAME] = layout.file_record(snapshot.onnx_model)

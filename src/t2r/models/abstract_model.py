@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from t2r import specs
+from t2r import network_state, specs
 from t2r.models.optimizers import create_adam_optimizer
 from t2r.models.updates import average_gradients
 from t2r.modes import ModeKeys
@@ -105,7 +105,7 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         # By keyword, as Tensor2Robot did: a ported preprocessor may take other
         # parameters first.
         self.preprocessor = preprocessor_cls(
-            model_feature_specification_fn=self.get_feature_specification,
+            model_feature_specification_fn=self._feature_specification_with_state,
             model_label_specification_fn=self.get_label_specification,
         )
         self._create_optimizer_fn = create_optimizer_fn or create_adam_optimizer
@@ -121,6 +121,32 @@ class AbstractT2RModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
         """The labels `model_train_fn` reads (after preprocessing)."""
+
+    def get_network_state_specification(self) -> specs.TensorSpecStruct:
+        """The state a stateful policy carries between PREDICT calls (empty: stateless).
+
+        Per-example specs (no batch dimension), any struct of tensors: an LSTM's
+        ``h`` and ``c``, a token cache. In PREDICT the state arrives as features
+        ``network_state/<path>`` (added to the PREDICT specs), and
+        `inference_network_fn` returns the next state as
+        ``outputs["next_network_state"]``; exports, predictors and policies
+        thread it (see `t2r.network_state`).
+        """
+        return specs.TensorSpecStruct()
+
+    def get_initial_network_state(self) -> specs.TensorSpecStruct:
+        """The state at the start of an episode, per example (zeros by default).
+
+        Exports record its value, so a learned initial state is served as trained.
+        """
+        return network_state.zeros_like_spec(self.get_network_state_specification())
+
+    def _feature_specification_with_state(self, mode: str) -> specs.TensorSpecStruct:
+        spec = self.get_feature_specification(mode)
+        if mode != ModeKeys.PREDICT:
+            return spec
+        state_spec = self.get_network_state_specification()
+        return network_state.with_network_state(spec, state_spec) if state_spec else spec
 
     def get_feature_specification_for_packing(self, mode: str) -> specs.TensorSpecStruct:
         """The features a client or record provides: the preprocessor's in-spec."""
@@ -183,7 +209,10 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         config: Any = None,
         params: Any = None,
     ) -> dict[str, torch.Tensor]:
-        """What an exported model returns; all tensor inference outputs by default."""
+        """What an exported model returns; all tensor inference outputs by default.
+
+        The next network state of a stateful model is added by `model_fn`.
+        """
         return {k: v for k, v in inference_outputs.items() if isinstance(v, torch.Tensor)}
 
     def _checked_outputs(self, outputs: Any, producer: str, required_key: str) -> dict[str, Any]:
@@ -248,6 +277,13 @@ class AbstractT2RModel(nn.Module, abc.ABC):
             outputs.export_outputs = self.create_export_outputs_fn(
                 features, inference_outputs, mode, config, params
             )
+            state_spec = self.get_network_state_specification()
+            if state_spec:
+                outputs.export_outputs.update(
+                    network_state.next_state_outputs(
+                        type(self).__name__, state_spec, inference_outputs
+                    )
+                )
             return outputs
         if labels is None:
             raise specs.SpecError(f"Mode {mode!r} needs labels, got None.")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from t2r import network_state
 from t2r.policies.cross_entropy import cross_entropy_method, normal_update_fn
 from t2r.predictors import AbstractPredictor
 
@@ -115,6 +116,37 @@ class _PackingPolicy(Policy):
         super().__init__(predictor)
         self._t2r_model = t2r_model
         self._pack_features_fn = pack_features_fn
+        self._network_state: dict[str, np.ndarray] | None = None
+
+    @property
+    def network_state(self) -> dict[str, np.ndarray] | None:
+        """What the next `predict` feeds as the network state (None: the initial state)."""
+        return self._network_state
+
+    def reset(self) -> None:
+        """Starts a new episode: a stateful model restarts from its initial state."""
+        self._network_state = None
+
+    def predict(self, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """``predictor.predict(features)``, threading a stateful model's network state.
+
+        For a model with a network state (`t2r.network_state`), the state is
+        added to `features` (the predictor's initial state after `reset`), and
+        the ``next_network_state/...`` outputs are kept for the next call and
+        removed from the returned outputs. Stateless models: `predict` as is.
+        """
+        predictor = self._require_predictor()
+        initial = predictor.initial_network_state()
+        if not initial:
+            return predictor.predict(features)
+        state = self._network_state
+        if state is None or state.keys() != initial.keys():
+            state = initial
+        outputs = predictor.predict({**features, **state})
+        self._network_state = {
+            name: outputs.pop(network_state.output_name(name)) for name in initial
+        }
+        return outputs
 
     def pack_features(self, *policy_inputs: Any) -> Mapping[str, Any]:
         """`pack_features_fn(*inputs)`, else ``t2r_model.pack_features(*inputs)``.
@@ -158,7 +190,7 @@ class RegressionPolicy(_PackingPolicy):
     def predict_action(self, state: Any, context: Any, timestep: int | None) -> np.ndarray:
         """The model's action for the first (only) example."""
         features = self.pack_features(state, context, timestep)
-        predictions = self._require_predictor().predict(features)
+        predictions = self.predict(features)
         return _prediction(self, predictions, self._output_key, "output_key")[0]
 
     def select_action(self, state: Any, context: Any = None, timestep: int | None = None) -> Any:
@@ -203,6 +235,7 @@ class OUExploreRegressionPolicy(RegressionPolicy):
         return self._x_t
 
     def reset(self) -> None:
+        super().reset()
         self._x_t = np.zeros(self._action_size)
 
     def select_action(self, state: Any, context: Any = None, timestep: int | None = None) -> Any:

@@ -48,6 +48,13 @@ class AbstractPredictor(abc.ABC):
         """The labels of the model's data, when known."""
         return None
 
+    def initial_network_state(self) -> dict[str, np.ndarray]:
+        """A stateful model's state at the start of an episode: ``{network_state/<path>:
+        per-example array}``, fed with the features; `predict` returns the next
+        value as ``next_network_state/<path>``. Empty for stateless models (the
+        default). See `t2r.network_state`."""
+        return {}
+
     @abc.abstractmethod
     def restore(self, is_async: bool = False) -> bool:
         """Loads the newest model; True when one is loaded."""

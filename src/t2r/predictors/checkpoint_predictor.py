@@ -159,6 +159,20 @@ class CheckpointPredictor(AbstractPredictor):
             outputs = self._model.model_fn(tensors, None, ModeKeys.PREDICT, validate=False)
         return to_numpy(outputs.export_outputs)
 
+    def initial_network_state(self) -> dict[str, np.ndarray]:
+        """The model's initial network state (empty when stateless)."""
+        from t2r import network_state
+
+        if not self._model.get_network_state_specification():
+            return {}
+        initial = flatten_spec_structure(self._model.get_initial_network_state())
+        return {
+            network_state.input_name(path): value.detach().float().cpu().numpy()
+            if value.dtype == torch.bfloat16
+            else value.detach().cpu().numpy().copy()
+            for path, value in initial.items()
+        }
+
     def get_feature_specification(self) -> TensorSpecStruct:
         return self._feature_spec
 

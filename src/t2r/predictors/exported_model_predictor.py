@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from t2r.export import layout
+from t2r.export.errors import ExportError
 from t2r.export.loading import LoadedExport, load_export
 from t2r.predictors.abstract_predictor import AbstractPredictor, RestoreOptions, not_loaded_error
 from t2r.predictors.inputs import FeatureFeeder, to_numpy, to_torch
@@ -26,6 +27,7 @@ class _Loaded:
     export: LoadedExport
     feeder: FeatureFeeder
     runner: Any  # what `_run` calls: a program, or an onnxruntime session
+    initial_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class ExportedModelPredictor(AbstractPredictor):
@@ -120,7 +122,7 @@ class ExportedModelPredictor(AbstractPredictor):
             self._allow_cast,
             allow_nonfinite=self._allow_nonfinite,
         )
-        return _Loaded(export, feeder, export.program)
+        return _Loaded(export, feeder, export.program, read_initial_network_state(export))
 
     def _run(self, loaded: _Loaded, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = to_torch(arrays, loaded.feeder.spec, self._device)
@@ -229,6 +231,10 @@ class ExportedModelPredictor(AbstractPredictor):
         loaded = self._current()
         return self._run(loaded, loaded.feeder(features))
 
+    def initial_network_state(self) -> dict[str, np.ndarray]:
+        """The loaded export's initial network state (empty when stateless)."""
+        return {k: v.copy() for k, v in self._current().initial_state.items()}
+
     def get_feature_specification(self) -> TensorSpecStruct:
         """The export's feature spec (the model's PREDICT packing spec)."""
         return flatten_spec_structure(self._current().export.assets.feature_spec)
@@ -322,3 +328,31 @@ def _exporter_dirs(root: Path, max_depth: int = 3) -> list[tuple[Path, list[layo
                     children.append(path)
         frontier = children
     return found
+
+
+def read_initial_network_state(export: LoadedExport) -> dict[str, np.ndarray]:
+    """A stateful export's initial network state (``{}`` when stateless).
+
+    Read from the same write of the version as `export` (its content identity
+    is compared) and checked against the SHA-256 the assets record, like the
+    program; the file must hold exactly the state inputs the metadata names.
+    """
+    entry = export.metadata.get("network_state")
+    if not entry:
+        return {}
+    from safetensors.numpy import load
+
+    name = str(entry.get("initial_state_file"))
+    with layout.VersionReader(export.version.path) as reader:
+        if export.identity and reader.identity != export.identity:
+            raise ExportError(
+                export.version.path, "was exported again while its network state was read."
+            )
+        values = load(reader.read_file(name))
+    expected = list(entry.get("inputs") or ())
+    if sorted(values) != sorted(expected):
+        raise ExportError(
+            export.version.path / name,
+            f"holds {sorted(values)}, but the export's network state is {sorted(expected)}.",
+        )
+    return {key: values[key] for key in expected}

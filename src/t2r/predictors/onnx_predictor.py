@@ -11,7 +11,11 @@ import torch
 from t2r.export import layout
 from t2r.export.errors import ExportError
 from t2r.export.loading import LoadedExport
-from t2r.predictors.exported_model_predictor import ExportedModelPredictor, _Loaded
+from t2r.predictors.exported_model_predictor import (
+    ExportedModelPredictor,
+    _Loaded,
+    read_initial_network_state,
+)
 from t2r.predictors.inputs import FeatureFeeder
 
 
@@ -90,7 +94,7 @@ class OnnxPredictor(ExportedModelPredictor):
             self._allow_cast,
             allow_nonfinite=self._allow_nonfinite,
         )
-        return _Loaded(export, feeder, session)
+        return _Loaded(export, feeder, session, read_initial_network_state(export))
 
     def _run(self, loaded: _Loaded, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = loaded.runner
