@@ -78,6 +78,28 @@ def with_network_state(
     return flat
 
 
+def split_state(
+    owner: str, state_spec: TensorSpecStruct, features: Any
+) -> tuple[TensorSpecStruct, TensorSpecStruct]:
+    """``(features without the state, {network_state/<path>: tensor})``; raises
+    SpecError naming the entry when the features lack part of the state."""
+    flat = flatten_spec_structure(features)
+    state = TensorSpecStruct()
+    for path, spec in flatten_spec_structure(state_spec).items():
+        name = input_name(path)
+        if name not in flat:
+            raise SpecError(
+                f"{owner}'s PREDICT features lack {name!r} (its network state; feed the "
+                "predictor's initial_network_state() at the start of an episode and the "
+                f"{output_name(name)!r} output after that).",
+                key=name,
+                name=spec.name,
+            )
+        state[name] = flat[name]
+    rest = TensorSpecStruct((k, v) for k, v in flat.items() if not is_state_input(k))
+    return rest, state
+
+
 def next_state_outputs(
     owner: str, state_spec: TensorSpecStruct, inference_outputs: Mapping[str, Any]
 ) -> dict[str, torch.Tensor]:

@@ -154,3 +154,11 @@ def test_onnx_predictor_threads_the_state_too(tmp_path):
     observations = torch.rand(STEPS, 3, generator=torch.Generator().manual_seed(3))
     stepped = _episode(_policy(predictor), observations)
     np.testing.assert_allclose(stepped, _eager_unroll(model, observations), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_without_the_state_names_it():
+    model = TinyRecurrentPolicy().eval()
+    with pytest.raises(specs.SpecError, match="lack 'network_state/h' \\(its network state"):
+        model.model_fn({"obs": torch.rand(2, 3)}, None, ModeKeys.PREDICT, validate=False)
+    with pytest.raises(specs.SpecError, match="Required entry .network_state/."):
+        model.model_fn({"obs": torch.rand(2, 3)}, None, ModeKeys.PREDICT)

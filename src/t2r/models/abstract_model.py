@@ -105,7 +105,7 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         # By keyword, as Tensor2Robot did: a ported preprocessor may take other
         # parameters first.
         self.preprocessor = preprocessor_cls(
-            model_feature_specification_fn=self._feature_specification_with_state,
+            model_feature_specification_fn=self.get_feature_specification,
             model_label_specification_fn=self.get_label_specification,
         )
         self._create_optimizer_fn = create_optimizer_fn or create_adam_optimizer
@@ -141,16 +141,15 @@ class AbstractT2RModel(nn.Module, abc.ABC):
         """
         return network_state.zeros_like_spec(self.get_network_state_specification())
 
-    def _feature_specification_with_state(self, mode: str) -> specs.TensorSpecStruct:
-        spec = self.get_feature_specification(mode)
+    def get_feature_specification_for_packing(self, mode: str) -> specs.TensorSpecStruct:
+        """The features a client or record provides: the preprocessor's in-spec
+        (in PREDICT plus the network state, ``network_state/<path>``, of a
+        stateful model)."""
+        spec = specs.flatten_spec_structure(self.preprocessor.get_in_feature_specification(mode))
         if mode != ModeKeys.PREDICT:
             return spec
         state_spec = self.get_network_state_specification()
         return network_state.with_network_state(spec, state_spec) if state_spec else spec
-
-    def get_feature_specification_for_packing(self, mode: str) -> specs.TensorSpecStruct:
-        """The features a client or record provides: the preprocessor's in-spec."""
-        return specs.flatten_spec_structure(self.preprocessor.get_in_feature_specification(mode))
 
     def get_label_specification_for_packing(self, mode: str) -> specs.TensorSpecStruct:
         """The labels a record provides: the preprocessor's in-spec."""
@@ -241,7 +240,12 @@ class AbstractT2RModel(nn.Module, abc.ABC):
     ) -> tuple[specs.TensorSpecStruct, specs.TensorSpecStruct | None]:
         """Raw data -> what `inference_network_fn` reads: validated against the
         packing specs (with `validate`), then preprocessed. Labels are None in
-        PREDICT. A `train_step` override starts here."""
+        PREDICT. A `train_step` override starts here.
+
+        The network state of a stateful model (PREDICT) bypasses the
+        preprocessor: it is taken out of the features before and put back, as
+        ``features.network_state``, after.
+        """
         ModeKeys.validate(mode)
         if validate:
             features = specs.validate_and_pack(
@@ -251,9 +255,16 @@ class AbstractT2RModel(nn.Module, abc.ABC):
                 labels = specs.validate_and_pack(
                     self.get_label_specification_for_packing(mode), labels, ignore_batch=True
                 )
-        if mode == ModeKeys.PREDICT:
-            labels = None
-        return self.preprocessor.preprocess(features, labels, mode)
+        if mode != ModeKeys.PREDICT:
+            return self.preprocessor.preprocess(features, labels, mode)
+        state_spec = self.get_network_state_specification()
+        if not state_spec:
+            return self.preprocessor.preprocess(features, None, mode)
+        features, state = network_state.split_state(type(self).__name__, state_spec, features)
+        features, _ = self.preprocessor.preprocess(features, None, mode)
+        for name, value in state.items():
+            features[name] = value
+        return features, None
 
     def model_fn(
         self,
