@@ -162,3 +162,16 @@ def test_predict_without_the_state_names_it():
         model.model_fn({"obs": torch.rand(2, 3)}, None, ModeKeys.PREDICT, validate=False)
     with pytest.raises(specs.SpecError, match="Required entry .network_state/."):
         model.model_fn({"obs": torch.rand(2, 3)}, None, ModeKeys.PREDICT)
+
+
+def test_a_tampered_initial_state_is_not_served(tmp_path):
+    from safetensors.numpy import save_file
+
+    seed_everything(0)
+    version = export_saved_model(TinyRecurrentPolicy(), tmp_path, global_step=1)
+    path = version / "initial_network_state.safetensors"
+    zeros = {"network_state/h": np.zeros(8, np.float32), "network_state/c": np.zeros(8, np.float32)}
+    path.chmod(0o644)
+    save_file(zeros, str(path))
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert not predictor.restore()  # the SHA-256 in the assets no longer matches: skipped
