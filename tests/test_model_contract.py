@@ -47,7 +47,15 @@ def _ids(cls: type) -> str:
 
 def _batch(model, mode: str = ModeKeys.TRAIN, batch_size: int = 8, seed: int = 0):
     """One (features, labels) batch of random data from the model's specs."""
-    generator = DefaultRandomInputGenerator(batch_size=batch_size, seed=seed)
+    sequences = any(
+        spec.is_sequence
+        for spec in specs.flatten_spec_structure(
+            model.get_feature_specification_for_packing(mode)
+        ).values()
+    )
+    generator = DefaultRandomInputGenerator(
+        batch_size=batch_size, seed=seed, sequence_length=3 if sequences else None
+    )
     generator.set_specification_from_model(model, mode)
     return next(iter(generator.create_dataset(mode)))
 
@@ -156,6 +164,10 @@ def test_no_input_batch_is_mutated(model_cls):
             _assert_unchanged(before_features, features, f"model_fn({mode}) features")
             _assert_unchanged(before_labels, labels, f"model_fn({mode}) labels")
         predict_features, _ = _batch(model, ModeKeys.PREDICT)
+        if model.get_network_state_specification():  # records hold no network state
+            initial = specs.flatten_spec_structure(model.get_initial_network_state())
+            for path, value in initial.items():
+                predict_features[f"network_state/{path}"] = value.expand(8, *value.shape).clone()
         before_predict = _snapshot(predict_features)
         model.model_fn(predict_features, None, ModeKeys.PREDICT)
         _assert_unchanged(before_predict, predict_features, "model_fn(predict) features")
