@@ -13,6 +13,7 @@ from t2r.policies import RegressionPolicy
 from t2r.predictors import CheckpointPredictor, ExportedModelPredictor
 from t2r.testing import T2RModelFixture
 from t2r.train import seed_everything
+from tests.needs import needs_module
 from tests.train.models import TinyRecurrentPolicy, TinyRegression
 
 STEPS = 6
@@ -143,7 +144,7 @@ def test_the_network_state_name_is_reserved():
 
 
 def test_onnx_predictor_threads_the_state_too(tmp_path):
-    pytest.importorskip("onnxruntime")
+    needs_module("onnxruntime")
     from t2r.predictors import OnnxPredictor
 
     model = _trained(tmp_path)
