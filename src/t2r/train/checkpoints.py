@@ -23,10 +23,10 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ from safetensors.torch import load_file
 
 import t2r
 from t2r.atomic import atomic_directory, atomic_write_text, is_temporary_path, write_safetensors
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -85,20 +87,12 @@ class Checkpoint:
     def state(self) -> dict[str, Any]:
         """``state.json``; CheckpointError naming it when it cannot be read."""
         path = self.path / "state.json"
-        try:
-            state = json.loads(path.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            if not self.path.is_dir():
-                raise  # removed (pruned) meanwhile
-            raise CheckpointError(
-                f"{path}: missing; the checkpoint is corrupt.", self.path
-            ) from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise CheckpointError(
-                f"{path}: cannot read the checkpoint state ({type(e).__name__}: {e}); the "
-                "checkpoint is corrupt or truncated.",
-                self.path,
-            ) from e
+        state = _read_checkpoint_file(
+            path,
+            lambda p: json.loads(p.read_bytes().decode("utf-8")),
+            (OSError, UnicodeDecodeError, ValueError),
+            " the checkpoint state",
+        )
         if not isinstance(state, dict) or not all(
             k in state for k in ("global_step", "optimizer", "scheduler", "rng")
         ):
@@ -367,23 +361,35 @@ def save_checkpoint(
     return checkpoint
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's safetensors file; CheckpointError naming it if unreadable.
+def _read_checkpoint_file(
+    path: Path,
+    parse: Callable[[Path], _T],
+    unreadable: tuple[type[Exception], ...],
+    what: str = "",
+) -> _T:
+    """``parse(path)`` for a file of a checkpoint; CheckpointError naming it if unreadable.
 
-    FileNotFoundError when the whole checkpoint directory is gone (pruned).
+    FileNotFoundError when the whole checkpoint directory is gone (pruned meanwhile).
     """
     try:
-        return load_file(str(path))
+        return parse(path)
     except FileNotFoundError:
         if not path.parent.is_dir():
             raise
         raise CheckpointError(f"{path}: missing; the checkpoint is corrupt.", path.parent) from None
-    except (SafetensorError, OSError, ValueError) as e:
+    except unreadable as e:
         raise CheckpointError(
-            f"{path}: cannot read ({type(e).__name__}: {e}); the checkpoint is corrupt or "
-            "truncated.",
+            f"{path}: cannot read{what} ({type(e).__name__}: {e}); the checkpoint is corrupt "
+            "or truncated.",
             path.parent,
         ) from e
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors file; CheckpointError naming it if unreadable."""
+    return _read_checkpoint_file(
+        path, lambda p: load_file(str(p)), (SafetensorError, OSError, ValueError)
+    )
 
 
 def _read_weights(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
