@@ -18,6 +18,7 @@ from t2r.predictors import ExportedModelPredictor
 from t2r.train import latest_checkpoint, read_metrics, seed_everything, train_eval_model
 
 from .models import TinyActorCritic, TransitionInput
+from .torchrun import run_two_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,23 +148,7 @@ def test_killed_and_resumed_actor_critic_matches_uninterrupted_bitwise(tmp_path)
 
 @pytest.mark.slow
 def test_torchrun_averages_both_networks_and_keeps_targets_equal(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "tests.train.run_actor_critic_distributed",
-            str(tmp_path),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_two_processes("tests.train.run_actor_critic_distributed", str(tmp_path))
     w0 = load_file(str(tmp_path / "weights_rank0.safetensors"))
     w1 = load_file(str(tmp_path / "weights_rank1.safetensors"))
     assert {"target_actor.0.weight", "target_critic.0.weight"} <= set(w0)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from t2r import specs
 from t2r.data import TFRecordWriter, create_serialize_tf_example_fn
 from t2r.train import list_checkpoints
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .torchrun import run_two_processes
 
 
 def _write_records(directory: Path, num_files: int = 4, per_file: int = 16) -> str:
@@ -43,24 +41,7 @@ def test_two_process_training_keeps_ranks_identical_on_disjoint_data(tmp_path):
     pattern = _write_records(tmp_path)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "tests.train.run_distributed",
-            str(model_dir),
-            pattern,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_two_processes("tests.train.run_distributed", str(model_dir), pattern)
     w0 = load_file(str(model_dir / "weights_rank0.safetensors"))
     w1 = load_file(str(model_dir / "weights_rank1.safetensors"))
     for name in w0:
