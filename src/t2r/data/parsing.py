@@ -294,7 +294,9 @@ class _Field:
                 except ValueError:
                     pass  # decode_image falls back to Pillow or reports the problem
         try:
-            out[...] = decode_image(data, out.shape, out.dtype, key=self.name)
+            out[...] = decode_image(
+                data, (out.shape[0], out.shape[1], out.shape[2]), out.dtype, key=self.name
+            )
         except DataError as e:
             raise DataError(
                 f"record {index} of the batch: {_spec_where(self)}: {e}",
