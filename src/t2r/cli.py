@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_demo_parser(commands)
 
+    from t2r.robomimic.cli import add_robomimic_commands
+
+    add_robomimic_commands(commands)  # t2r robomimic info|split|train|eval
+
     from t2r.bin.run_collect_eval import COLLECT_EXAMPLE, add_collect_flags
     from t2r.bin.run_t2r_trainer import TRAIN_EXAMPLE, add_gin_flags
 

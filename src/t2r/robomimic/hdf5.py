@@ -40,13 +40,16 @@ from t2r.data.errors import DataError
 __all__ = [
     "Demo",
     "H5Source",
+    "dataset_info",
     "demo_sort_key",
+    "format_dataset_info",
     "list_demos",
     "open_hdf5",
     "read_demo",
     "read_env_args",
     "read_filter_keys",
     "sorted_demo_names",
+    "split_train_val",
     "write_filter_keys",
     "write_robomimic_hdf5",
 ]
@@ -369,3 +372,126 @@ def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence
             os.unlink(tmp)
         raise
     fsync_directory(path.parent)
+
+
+# ------------------------------------------------------------------ dataset tools
+def _key_infos(group: h5py.Group, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Per-step shape and dtype of every dataset under `group` (obs/..., actions, ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, item in group.items():
+        path = f"{prefix}{name}"
+        if isinstance(item, h5py.Group):
+            out.update(_key_infos(item, f"{path}/"))
+        else:
+            out[path] = {"shape": [int(d) for d in item.shape[1:]], "dtype": str(item.dtype)}
+    return out
+
+
+def dataset_info(source: H5Source) -> dict[str, Any]:
+    """What a robomimic file holds (robomimic's get_dataset_info), as a JSON-able dict.
+
+    ``num_demos``, ``total_samples``, ``lengths`` (min / max / mean), ``demos``
+    (name and num_samples, in integer order), ``keys`` (per-step shape and dtype in
+    the first demo; ``missing_in`` counts the demos that lack a key),
+    ``filter_keys`` (demos and samples under each mask), ``action_range``
+    (per-dimension min and max over every step) and ``env_args`` (None if absent).
+    """
+    with open_hdf5(source) as f:
+        names = list_demos(f)
+        data = _data_group(f)
+        lengths = {name: int(data[name].attrs.get("num_samples", 0)) for name in names}
+        keys: dict[str, dict[str, Any]] = {}
+        if names:
+            keys = _key_infos(data[names[0]])
+            for name in names[1:]:
+                present = _key_infos(data[name])
+                for key, info in keys.items():
+                    if key not in present:
+                        info["missing_in"] = info.get("missing_in", 0) + 1
+        action_range = None
+        if names and all("actions" in data[name] for name in names):
+            low = np.min([np.min(data[n]["actions"][()], axis=0) for n in names], axis=0)
+            high = np.max([np.max(data[n]["actions"][()], axis=0) for n in names], axis=0)
+            action_range = {"min": np.atleast_1d(low).tolist(), "max": np.atleast_1d(high).tolist()}
+        filters = {
+            key: {"num_demos": len(members), "num_samples": sum(lengths.get(m, 0) for m in members)}
+            for key, members in read_filter_keys(f).items()
+        }
+        try:
+            env_args: dict[str, Any] | None = read_env_args(f)
+        except DataError:
+            env_args = None
+        values = list(lengths.values())
+        return {
+            "path": _file_name(f),
+            "num_demos": len(names),
+            "total_samples": int(sum(values)),
+            "lengths": {
+                "min": min(values, default=0),
+                "max": max(values, default=0),
+                "mean": float(np.mean(values)) if values else 0.0,
+            },
+            "demos": [{"name": n, "num_samples": lengths[n]} for n in names],
+            "keys": keys,
+            "filter_keys": filters,
+            "action_range": action_range,
+            "env_args": env_args,
+        }
+
+
+def format_dataset_info(info: Mapping[str, Any]) -> str:
+    """`dataset_info` as text for a terminal."""
+    lengths = info["lengths"]
+    lines = [
+        f"{info['path']}",
+        f"demos: {info['num_demos']}  samples: {info['total_samples']}  "
+        f"length min/mean/max: {lengths['min']}/{lengths['mean']:.1f}/{lengths['max']}",
+        "keys (per step, first demo):",
+    ]
+    width = max((len(k) for k in info["keys"]), default=0)
+    for key, key_info in info["keys"].items():
+        missing = (
+            f"  (missing in {key_info['missing_in']} demos)" if "missing_in" in key_info else ""
+        )
+        shape = "(" + ", ".join(str(d) for d in key_info["shape"]) + ")"
+        lines.append(f"  {key:{width}s}  {shape:>14s}  {key_info['dtype']}{missing}")
+    lines.append("filter keys:" + ("" if info["filter_keys"] else " none"))
+    for key, f_info in info["filter_keys"].items():
+        lines.append(f"  mask/{key}: {f_info['num_demos']} demos, {f_info['num_samples']} samples")
+    if info["action_range"] is not None:
+        low = ", ".join(f"{v:.3g}" for v in info["action_range"]["min"])
+        high = ", ".join(f"{v:.3g}" for v in info["action_range"]["max"])
+        lines.append(f"action min: [{low}]")
+        lines.append(f"action max: [{high}]")
+    lines.append(f"env_args: {json.dumps(info['env_args'])}")
+    return "\n".join(lines)
+
+
+def split_train_val(
+    path: str | os.PathLike[str],
+    val_ratio: float = 0.1,
+    filter_key: str | None = None,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """Writes ``mask/train`` and ``mask/valid`` (``<filter_key>_train`` / ``_valid``).
+
+    robomimic's split_train_val.py: the demos (all, or those under
+    ``mask/<filter_key>``) sorted by name, ``int(val_ratio * n)`` of them chosen for
+    validation by shuffling a 0/1 mask with ``np.random.RandomState(seed)``; with
+    the default seed 0 the split is the one robomimic's script makes. The masks
+    are written atomically (:func:`write_filter_keys`). Returns ``{mask name: demos}``.
+    """
+    if not 0.0 < val_ratio < 1.0:
+        raise ValueError(f"val_ratio must be in (0, 1), got {val_ratio}")
+    path = Path(path)
+    demos = sorted(list_demos(path, filter_key))  # by name, as robomimic's script sorts
+    num_val = int(val_ratio * len(demos))
+    mask = np.zeros(len(demos))
+    mask[:num_val] = 1.0
+    np.random.RandomState(seed).shuffle(mask)
+    train = [demos[i] for i in np.flatnonzero(mask == 0)]
+    valid = [demos[i] for i in np.flatnonzero(mask == 1)]
+    prefix = "" if filter_key is None else f"{filter_key}_"
+    masks = {f"{prefix}train": train, f"{prefix}valid": valid}
+    write_filter_keys(path, masks)
+    return masks

@@ -1,0 +1,100 @@
+"""``t2r robomimic ...``: the robomimic subcommands (thin: flags -> library calls).
+
+Each subcommand has an ``_add_<name>`` function that registers its parser and a
+``_<name>`` function that runs it; :func:`add_robomimic_commands` calls the
+``_add_*`` functions. Dataset tools: ``info``, ``split``. Training and
+evaluation: ``train``, ``eval``. Heavy imports (h5py, torch, robosuite) happen
+inside the run functions, so ``t2r --help`` stays fast and works without extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_robomimic_commands"]
+
+
+def add_robomimic_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``robomimic`` with its subcommands to the ``t2r`` command's subparsers."""
+    robomimic = subparsers.add_parser(
+        "robomimic",
+        help="robomimic HDF5 datasets: info, split (and training, rollouts)",
+        description="robomimic on t2r: dataset tools, training and evaluation.",
+    )
+    commands = robomimic.add_subparsers(dest="robomimic_command", metavar="COMMAND")
+    robomimic.set_defaults(func=_usage, parser=robomimic)
+    # dataset tools
+    _add_info(commands)
+    _add_split(commands)
+    # training and evaluation: add _add_train / _add_eval here
+
+
+def _usage(args: argparse.Namespace) -> int:
+    args.parser.print_help(sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------------ info
+def _add_info(commands: argparse._SubParsersAction) -> None:
+    info = commands.add_parser(
+        "info",
+        help="demos, lengths, keys, filter keys and env of a robomimic HDF5 file",
+        description=(
+            "Describes a robomimic HDF5 file (robomimic's get_dataset_info): the demos and "
+            "their lengths, each key's per-step shape and dtype, the filter keys under "
+            "mask/, the action range and the env_args."
+        ),
+    )
+    info.add_argument("dataset", help="the robomimic HDF5 file")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(func=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from t2r.data.errors import DataError
+    from t2r.robomimic.hdf5 import dataset_info, format_dataset_info
+
+    try:
+        info = dataset_info(args.dataset)
+    except DataError as e:
+        print(f"t2r robomimic info: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+    return 0
+
+
+# ----------------------------------------------------------------------- split
+def _add_split(commands: argparse._SubParsersAction) -> None:
+    split = commands.add_parser(
+        "split",
+        help="write mask/train and mask/valid filter keys (robomimic's split_train_val)",
+        description=(
+            "Splits the demos into training and validation filter keys, mask/train and "
+            "mask/valid (with --filter_key K: the demos under mask/K into mask/K_train and "
+            "mask/K_valid), as robomimic's split_train_val.py does; with the default seed "
+            "the split is the same. The file is rewritten atomically."
+        ),
+    )
+    split.add_argument("dataset", help="the robomimic HDF5 file (modified)")
+    split.add_argument(
+        "--val_ratio", "--ratio", type=float, default=0.1, help="share of demos for validation"
+    )
+    split.add_argument("--filter_key", default=None, help="split only the demos under mask/KEY")
+    split.add_argument("--seed", type=int, default=0, help="seed of the shuffle")
+    split.set_defaults(func=_split)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from t2r.data.errors import DataError
+    from t2r.robomimic.hdf5 import split_train_val
+
+    try:
+        masks = split_train_val(args.dataset, args.val_ratio, args.filter_key, args.seed)
+    except (DataError, ValueError) as e:
+        print(f"t2r robomimic split: error: {e}", file=sys.stderr)
+        return 1
+    for name, demos in masks.items():
+        print(f"mask/{name}: {len(demos)} demos")
+    return 0
