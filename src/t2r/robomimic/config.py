@@ -1,0 +1,422 @@
+"""robomimic's config tree as data: defaults per algorithm, JSON in, errors that name the key.
+
+A robomimic user's JSON config (``algo_name``, ``experiment``, ``train``, ``algo``,
+``observation``, ``meta``) is read unchanged by `load_config`: it is laid over the
+defaults of its algorithm (the same keys and default values as robomimic 0.5's
+``config/base_config.py`` and ``config/<algo>_config.py``), and a key the
+defaults do not have is an error naming its full path
+(``algo.rnn.hiden_dim``), except inside the sections robomimic leaves open
+(``do_not_lock_keys``: the modality lists, encoder kwargs, RNN kwargs, the
+learning-rate section, ``experiment.env_meta_update_dict``).
+
+The result is a `Config`: nested plain dicts with attribute access
+(``config.algo.rnn.hidden_dim``), no locking machinery. Only BC's defaults are
+registered today (``register_config_defaults`` adds more).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "all_obs_keys",
+    "default_config",
+    "load_config",
+    "obs_keys_by_modality",
+    "register_config_defaults",
+    "registered_config_names",
+    "save_config",
+    "use_goals",
+]
+
+
+class ConfigError(ValueError):
+    """A config that robomimic's defaults do not accept; the message names the key path."""
+
+
+class Config(dict):  # type: ignore[type-arg]
+    """A nested dict whose keys also read as attributes (``config.train.batch_size``).
+
+    Values are plain JSON data; nested sections are `Config` too. Writing an
+    attribute writes the key (``config.train.batch_size = 16``).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r} (has {sorted(self)})") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Config:
+        return Config((k, copy.deepcopy(v, memo)) for k, v in self.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts (JSON-ready)."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _as_config(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return Config((k, _as_config(v)) for k, v in value.items())
+    return value
+
+
+# ----------------------------------------------------------------- defaults
+
+
+def _base_defaults(algo_name: str) -> dict[str, Any]:
+    """robomimic 0.5 ``BaseConfig``: experiment, train, observation and meta sections."""
+    rgb_encoder = {
+        "core_class": "VisualCore",
+        "core_kwargs": {},
+        "obs_randomizer_class": None,
+        "obs_randomizer_kwargs": {},
+    }
+    return {
+        "algo_name": algo_name,
+        "experiment": {
+            "name": "test",
+            "validate": False,
+            "logging": {
+                "terminal_output_to_txt": True,
+                "log_tb": True,
+                "log_wandb": False,
+                "wandb_proj_name": "debug",
+            },
+            "save": {
+                "enabled": True,
+                "every_n_seconds": None,
+                "every_n_epochs": 50,
+                "epochs": [],
+                "on_best_validation": False,
+                "on_best_rollout_return": False,
+                "on_best_rollout_success_rate": True,
+            },
+            "epoch_every_n_steps": 100,
+            "validation_epoch_every_n_steps": 10,
+            "env": None,
+            "additional_envs": None,
+            "render": False,
+            "render_video": True,
+            "keep_all_videos": False,
+            "video_skip": 5,
+            "rollout": {
+                "enabled": True,
+                "n": 50,
+                "horizon": 400,
+                "rate": 50,
+                "warmstart": 0,
+                "terminate_on_success": True,
+            },
+            "env_meta_update_dict": {},
+            "ckpt_path": None,
+        },
+        "train": {
+            "data": None,
+            "output_dir": f"../{algo_name}_trained_models",
+            "normalize_weights_by_ds_size": False,
+            "num_data_workers": 0,
+            "hdf5_cache_mode": "all",
+            "hdf5_use_swmr": True,
+            "hdf5_load_next_obs": True,
+            "hdf5_normalize_obs": False,
+            "hdf5_filter_key": None,
+            "hdf5_validation_filter_key": None,
+            "seq_length": 1,
+            "pad_seq_length": True,
+            "frame_stack": 1,
+            "pad_frame_stack": True,
+            "dataset_keys": ["actions", "rewards", "dones"],
+            "action_keys": ["actions"],
+            "action_config": {"actions": {"normalization": None}},
+            "goal_mode": None,
+            "cuda": True,
+            "batch_size": 100,
+            "num_epochs": 2000,
+            "seed": 1,
+            "max_grad_norm": None,
+        },
+        "algo": {},
+        "observation": {
+            "modalities": {
+                "obs": {
+                    "low_dim": [
+                        "robot0_eef_pos",
+                        "robot0_eef_quat",
+                        "robot0_gripper_qpos",
+                        "object",
+                    ],
+                    "rgb": [],
+                    "depth": [],
+                    "scan": [],
+                },
+                "goal": {"low_dim": [], "rgb": [], "depth": [], "scan": []},
+            },
+            "encoder": {
+                "low_dim": {
+                    "core_class": None,
+                    "core_kwargs": {},
+                    "obs_randomizer_class": None,
+                    "obs_randomizer_kwargs": {},
+                },
+                "rgb": copy.deepcopy(rgb_encoder),
+                "depth": copy.deepcopy(rgb_encoder),
+                "scan": {**copy.deepcopy(rgb_encoder), "core_class": "ScanCore"},
+            },
+        },
+        "meta": {"hp_base_config_file": None, "hp_keys": [], "hp_values": []},
+    }
+
+
+def _bc_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``BCConfig``."""
+    config = _base_defaults("bc")
+    config["train"]["hdf5_load_next_obs"] = False
+    config["algo"] = {
+        "optim_params": {
+            "policy": {
+                "optimizer_type": "adam",
+                "learning_rate": {
+                    "initial": 1e-4,
+                    "decay_factor": 0.1,
+                    "epoch_schedule": [],
+                    "scheduler_type": "multistep",
+                },
+                "regularization": {"L2": 0.0},
+            }
+        },
+        "loss": {"l2_weight": 1.0, "l1_weight": 0.0, "cos_weight": 0.0},
+        "actor_layer_dims": [1024, 1024],
+        "gaussian": {
+            "enabled": False,
+            "fixed_std": False,
+            "init_std": 0.1,
+            "min_std": 0.01,
+            "std_activation": "softplus",
+            "low_noise_eval": True,
+        },
+        "gmm": {
+            "enabled": False,
+            "num_modes": 5,
+            "min_std": 0.0001,
+            "std_activation": "softplus",
+            "low_noise_eval": True,
+        },
+        "vae": {
+            "enabled": False,
+            "latent_dim": 14,
+            "latent_clip": None,
+            "kl_weight": 1.0,
+            "decoder": {"is_conditioned": True, "reconstruction_sum_across_elements": False},
+            "prior": {
+                "learn": False,
+                "is_conditioned": False,
+                "use_gmm": False,
+                "gmm_num_modes": 10,
+                "gmm_learn_weights": False,
+                "use_categorical": False,
+                "categorical_dim": 10,
+                "categorical_gumbel_softmax_hard": False,
+                "categorical_init_temp": 1.0,
+                "categorical_temp_anneal_step": 0.001,
+                "categorical_min_temp": 0.3,
+            },
+            "encoder_layer_dims": [300, 400],
+            "decoder_layer_dims": [300, 400],
+            "prior_layer_dims": [300, 400],
+        },
+        "rnn": {
+            "enabled": False,
+            "horizon": 10,
+            "hidden_dim": 400,
+            "rnn_type": "LSTM",
+            "num_layers": 2,
+            "open_loop": False,
+            "kwargs": {"bidirectional": False},
+        },
+        "transformer": {
+            "enabled": False,
+            "context_length": 10,
+            "embed_dim": 512,
+            "num_layers": 6,
+            "num_heads": 8,
+            "emb_dropout": 0.1,
+            "attn_dropout": 0.1,
+            "block_output_dropout": 0.1,
+            "sinusoidal_embedding": False,
+            "activation": "gelu",
+            "supervise_all_steps": False,
+            "nn_parameter_for_timesteps": True,
+            "pred_future_acs": False,
+        },
+    }
+    return config
+
+
+_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {"bc": _bc_defaults}
+
+# Sections robomimic marks ``do_not_lock_keys``: any key may be added there.
+# ``*`` matches one path component.
+_OPEN_SECTIONS: tuple[tuple[str, ...], ...] = (
+    ("experiment", "env_meta_update_dict"),
+    ("train", "action_config"),
+    ("algo", "optim_params", "*", "learning_rate"),
+    ("algo", "rnn", "kwargs"),
+    ("observation", "modalities", "obs"),
+    ("observation", "modalities", "goal"),
+    ("observation", "modalities", "subgoal"),
+    ("observation", "encoder"),
+    ("observation", "encoder", "*", "core_kwargs"),
+    ("observation", "encoder", "*", "obs_randomizer_kwargs"),
+)
+
+# Keys whose value is free-form data (lists, dicts or None), not a section.
+_VALUE_KEYS: tuple[tuple[str, ...], ...] = (
+    ("train", "data"),
+    ("experiment", "env"),
+    ("experiment", "additional_envs"),
+)
+
+
+def register_config_defaults(algo_name: str, defaults: Callable[[], dict[str, Any]]) -> None:
+    """Registers the default tree (a function returning fresh nested dicts) of `algo_name`."""
+    _DEFAULTS[algo_name] = defaults
+
+
+def registered_config_names() -> list[str]:
+    return sorted(_DEFAULTS)
+
+
+def default_config(algo_name: str) -> Config:
+    """robomimic's default config of `algo_name` (a fresh copy)."""
+    if algo_name not in _DEFAULTS:
+        raise ConfigError(
+            f"algo_name: no config for {algo_name!r}; registered: {registered_config_names()}."
+        )
+    return _as_config(_DEFAULTS[algo_name]())
+
+
+def _matches(path: tuple[str, ...], patterns: Iterable[tuple[str, ...]]) -> bool:
+    return any(
+        len(p) == len(path) and all(a == "*" or a == b for a, b in zip(p, path)) for p in patterns
+    )
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    open_section = _matches(path, _OPEN_SECTIONS)
+    for key, value in update.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{'.'.join(path) or '<root>'}: keys must be strings, got {key!r}.")
+        where = path + (key,)
+        dotted = ".".join(where)
+        if key not in base:
+            if not open_section:
+                known = ", ".join(sorted(base))
+                raise ConfigError(
+                    f"Unknown config key {dotted!r} (robomimic's {'.'.join(path) or 'top level'} "
+                    f"has: {known})."
+                )
+            base[key] = copy.deepcopy(_plain(value))
+            continue
+        default = base[key]
+        if isinstance(default, dict) and not _matches(where, _VALUE_KEYS):
+            if value is None and _matches(where, _OPEN_SECTIONS):
+                base[key] = {}
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    f"Config key {dotted!r} is a section; got {type(value).__name__} {value!r}."
+                )
+            _merge(default, value, where)
+        else:
+            base[key] = copy.deepcopy(_plain(value))
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> Config:
+    """A robomimic config from a JSON file path or a dict, over its algorithm's defaults.
+
+    Raises:
+      ConfigError: naming the key path, for a key robomimic does not define, a
+        section given a non-dict value, or an unknown ``algo_name``.
+      FileNotFoundError / json.JSONDecodeError: for an unreadable file (the path is named).
+    """
+    if isinstance(source, Mapping):
+        data: Any = source
+        origin = "<dict>"
+    else:
+        origin = str(source)
+        text = Path(source).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{origin}: not valid JSON: {error}") from error
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: a robomimic config is a JSON object, got {type(data).__name__}.")
+    if "algo_name" not in data:
+        raise ConfigError(f"{origin}: the config has no 'algo_name'.")
+    config = _DEFAULTS.get(data["algo_name"])
+    if config is None:
+        raise ConfigError(
+            f"{origin}: algo_name {data['algo_name']!r} has no registered config; registered: "
+            f"{registered_config_names()}."
+        )
+    tree = config()
+    try:
+        _merge(tree, data, ())
+    except ConfigError as error:
+        raise ConfigError(f"{origin}: {error}") from None
+    return _as_config(tree)
+
+
+def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
+    """Writes `config` as robomimic JSON (atomically); `load_config` reads it back equal."""
+    from t2r.atomic import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(_plain(config), indent=4) + "\n")
+    return path
+
+
+# ------------------------------------------------------------ derived values
+
+
+def obs_keys_by_modality(config: Mapping[str, Any], group: str = "obs") -> dict[str, list[str]]:
+    """``{modality: [obs keys]}`` of observation group `group` (``obs``, ``goal``)."""
+    modalities = config["observation"]["modalities"].get(group) or {}
+    return {modality: list(keys or []) for modality, keys in modalities.items()}
+
+
+def all_obs_keys(config: Mapping[str, Any]) -> list[str]:
+    """The sorted union of the observation keys of the ``obs`` and ``goal`` groups
+    (robomimic's ``config.all_obs_keys``)."""
+    keys = {
+        key
+        for group in ("obs", "goal")
+        for keys in obs_keys_by_modality(config, group).values()
+        for key in keys
+    }
+    return sorted(keys)
+
+
+def use_goals(config: Mapping[str, Any]) -> bool:
+    """Whether the agent is goal-conditioned (any goal observation key)."""
+    return any(obs_keys_by_modality(config, "goal").values())

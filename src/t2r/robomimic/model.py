@@ -1,0 +1,324 @@
+"""AlgoModel: a robomimic Algo as a t2r model, trained by `train_eval_model`.
+
+The model owns its update (``owns_update = True``): `train_step` runs the Algo's
+lifecycle (``process_batch_for_training`` -> ``postprocess_batch_for_training`` ->
+``train_on_batch``), the Algo averages each network's gradients across ranks
+before its optimizer step (torchrun), and the loop checkpoints the Algo's
+networks (``nets.*`` in ``model.safetensors``), every optimizer and schedule by
+name, and the update counter, so a resumed run is bitwise equal to an
+uninterrupted one.
+
+Specs (flat t2r paths, as the robomimic data source yields them):
+
+* TRAIN / EVAL features ``obs/<key>`` (sequences (B, T, *shape); images uint8
+  (H, W, C)), ``goal_obs/<key>`` (B, *shape) for goal-conditioned configs; labels
+  ``actions`` (B, T, ac_dim).
+* PREDICT features ``obs/<key>`` (B, *shape) raw observations, ``goal_obs/<key>``,
+  ``noise/uniform`` / ``noise/normal`` where the policy samples (GMM, Gaussian
+  without low-noise eval), and the network state ``network_state/<name>`` of
+  stateful policies (BC-RNN: ``h``, ``c``, ``step``; BC-Transformer: the
+  observation window). Output ``action`` (B, ac_dim) in the environment's units:
+  the export applies the observation normalization and undoes the action
+  normalization itself, so it is served by `ExportedModelPredictor` (and
+  `RolloutPolicy`) without stats or algo code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from t2r import specs
+from t2r.models import AbstractT2RModel, TrainStepOutputs
+from t2r.modes import ModeKeys
+from t2r.robomimic.algos import PolicyAlgo, algo_factory
+from t2r.robomimic.config import Config, all_obs_keys, load_config, obs_keys_by_modality
+from t2r.robomimic.obs_encoders import IMAGE_MODALITIES, processed_shape
+
+__all__ = ["AlgoModel"]
+
+NormalizationStats = Mapping[str, Mapping[str, Any]]
+
+
+def _stat(value: Any, shape: Sequence[int], what: str) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(value), dtype=torch.float32).reshape(-1)
+    size = int(np.prod(shape)) if shape else 1
+    if tensor.numel() != size:
+        raise ValueError(f"{what}: expected {size} values (shape {tuple(shape)}), got {tensor.numel()}.")
+    return tensor.reshape(tuple(shape))
+
+
+class AlgoModel(AbstractT2RModel):
+    """A robomimic policy algorithm (the class ``config.algo`` selects) as a t2r model.
+
+    Args:
+      config: a robomimic config (`t2r.robomimic.config.load_config` result, a dict or
+        a JSON path).
+      obs_key_shapes: ``{key: shape}`` of the observations as stored (images
+        (H, W, C)); keys the config does not use are ignored.
+      ac_dim: action dimension.
+      obs_dtypes: ``{key: dtype}`` of the stored observations (default uint8 for rgb,
+        float32 otherwise).
+      obs_normalization_stats: robomimic's ``{key: {"offset", "scale"}}`` (arrays of
+        shape (1, *shape)); with ``train.hdf5_normalize_obs`` the model always holds
+        them (identity until given, restored from checkpoints).
+      action_normalization_stats: ``{action key: {"offset", "scale"}}`` for the keys of
+        ``train.action_keys`` (concatenated in that order); PREDICT returns
+        ``action * scale + offset``.
+      device: where the algorithm is built (the training loop moves it).
+    """
+
+    owns_update = True
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any] | str,
+        obs_key_shapes: Mapping[str, Sequence[int]],
+        ac_dim: int,
+        obs_dtypes: Mapping[str, torch.dtype] | None = None,
+        obs_normalization_stats: NormalizationStats | None = None,
+        action_normalization_stats: NormalizationStats | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__()
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.ac_dim = int(ac_dim)
+        modalities = {
+            key: modality
+            for group in ("obs", "goal")
+            for modality, keys in obs_keys_by_modality(self.config, group).items()
+            for key in keys
+        }
+        used = all_obs_keys(self.config)
+        missing = [k for k in used if k not in obs_key_shapes]
+        if missing:
+            raise ValueError(
+                f"AlgoModel: the config's observation keys {missing} are not in the data "
+                f"(obs_key_shapes has {sorted(obs_key_shapes)})."
+            )
+        self.obs_modalities = {k: modalities[k] for k in used}
+        self.stored_shapes = {k: tuple(int(d) for d in obs_key_shapes[k]) for k in used}
+        dtypes = dict(obs_dtypes or {})
+        self.obs_dtypes = {
+            k: dtypes.get(k, torch.uint8 if self.obs_modalities[k] == "rgb" else torch.float32)
+            for k in used
+        }
+        network_shapes = {
+            k: processed_shape(self.obs_modalities[k], s) for k, s in self.stored_shapes.items()
+        }
+        self.obs_keys = [k for keys in obs_keys_by_modality(self.config).values() for k in keys]
+        self.goal_keys = [
+            k for keys in obs_keys_by_modality(self.config, "goal").values() for k in keys
+        ]
+        algo = algo_factory(self.config["algo_name"], self.config, network_shapes, ac_dim, device)
+        if not isinstance(algo, PolicyAlgo):
+            raise TypeError(f"AlgoModel serves policies; {type(algo).__name__} is not a PolicyAlgo.")
+        self.algo = algo
+        self.nets = algo.nets  # registered: its weights are the model's
+        self._set_normalization(obs_normalization_stats, action_normalization_stats)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+        experiment = self.config.get("experiment", {})
+        self.steps_per_epoch = experiment.get("epoch_every_n_steps") or None
+
+    # ------------------------------------------------------- normalization
+    def _set_normalization(
+        self, obs_stats: NormalizationStats | None, action_stats: NormalizationStats | None
+    ) -> None:
+        self.obs_normalized = bool(self.config["train"].get("hdf5_normalize_obs")) or bool(obs_stats)
+        self.obs_norm = nn.Module()
+        if self.obs_normalized:
+            for key, shape in self.stored_shapes.items():
+                stats = (obs_stats or {}).get(key)
+                offset = torch.zeros(shape) if stats is None else _stat(stats["offset"], shape, key)
+                scale = torch.ones(shape) if stats is None else _stat(stats["scale"], shape, key)
+                # Stored layout; images are normalized after the HWC -> CHW processing.
+                if self.obs_modalities[key] in IMAGE_MODALITIES:
+                    offset, scale = offset.movedim(-1, -3), scale.movedim(-1, -3)
+                # robomimic's layout: (1, *shape).
+                self.obs_norm.register_buffer(f"offset_{key}", offset.unsqueeze(0))
+                self.obs_norm.register_buffer(f"scale_{key}", scale.unsqueeze(0))
+        action_config = self.config["train"].get("action_config") or {}
+        action_keys = list(self.config["train"].get("action_keys") or ["actions"])
+        normalized = any(
+            (action_config.get(k) or {}).get("normalization") is not None for k in action_keys
+        )
+        self.actions_normalized = normalized or bool(action_stats)
+        if self.actions_normalized:
+            offsets, scales = [], []
+            for key in action_keys:
+                stats = (action_stats or {}).get(key)
+                if stats is None:
+                    offsets.append(torch.zeros(0))
+                    scales.append(torch.zeros(0))
+                    continue
+                offsets.append(torch.as_tensor(np.asarray(stats["offset"]), dtype=torch.float32).reshape(-1))
+                scales.append(torch.as_tensor(np.asarray(stats["scale"]), dtype=torch.float32).reshape(-1))
+            offset, scale = torch.cat(offsets), torch.cat(scales)
+            if offset.numel() == 0:
+                offset, scale = torch.zeros(self.ac_dim), torch.ones(self.ac_dim)
+            if offset.numel() != self.ac_dim:
+                raise ValueError(
+                    f"action_normalization_stats for {action_keys} hold {offset.numel()} values, "
+                    f"ac_dim is {self.ac_dim}."
+                )
+            self.register_buffer("action_offset", offset)
+            self.register_buffer("action_scale", scale)
+
+    def obs_normalization_stats(self) -> dict[str, dict[str, torch.Tensor]] | None:
+        """The stats the model normalizes with, (1, *processed shape) (None: not normalized)."""
+        if not self.obs_normalized:
+            return None
+        return {
+            key: {
+                "offset": getattr(self.obs_norm, f"offset_{key}"),
+                "scale": getattr(self.obs_norm, f"scale_{key}"),
+            }
+            for key in self.stored_shapes
+        }
+
+    # --------------------------------------------------------------- specs
+    def _obs_spec(self, prefix: str, key: str, sequence: bool) -> specs.ExtendedTensorSpec:
+        return specs.ExtendedTensorSpec(
+            self.stored_shapes[key],
+            self.obs_dtypes[key],
+            name=f"{prefix}/{key}",
+            is_sequence=sequence,
+        )
+
+    def get_feature_specification(self, mode: str) -> specs.TensorSpecStruct:
+        spec = specs.TensorSpecStruct()
+        sequence = mode != ModeKeys.PREDICT
+        for key in self.obs_keys:
+            spec[f"obs/{key}"] = self._obs_spec("obs", key, sequence)
+        for key in self.goal_keys:
+            spec[f"goal_obs/{key}"] = self._obs_spec("goal_obs", key, False)
+        if mode == ModeKeys.PREDICT:
+            for kind, size in self.algo.noise_shapes().items():
+                spec[f"noise/{kind}"] = specs.ExtendedTensorSpec(
+                    (size,), torch.float32, name=f"noise/{kind}"
+                )
+        return spec
+
+    def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            actions=specs.ExtendedTensorSpec(
+                (self.ac_dim,), torch.float32, name="actions", is_sequence=True
+            )
+        )
+
+    def get_network_state_specification(self) -> specs.TensorSpecStruct:
+        return specs.TensorSpecStruct(
+            (name, specs.ExtendedTensorSpec(shape, dtype, name=name))
+            for name, (shape, dtype) in self.algo.network_state_shapes().items()
+        )
+
+    # ------------------------------------------------------------ batches
+    def _batch(self, features: Any, labels: Any) -> dict[str, Any]:
+        flat = specs.flatten_spec_structure(features)
+        batch: dict[str, Any] = {"obs": {k: flat[f"obs/{k}"] for k in self.obs_keys}}
+        batch["goal_obs"] = {k: flat[f"goal_obs/{k}"] for k in self.goal_keys} or None
+        if labels is not None:
+            batch["actions"] = specs.flatten_spec_structure(labels)["actions"]
+        return batch
+
+    def _training_batch(self, features: Any, labels: Any) -> dict[str, Any]:
+        self.algo.device = self.num_updates.device
+        batch = self.algo.process_batch_for_training(self._batch(features, labels))
+        return self.algo.postprocess_batch_for_training(batch, self.obs_normalization_stats())
+
+    def _epoch(self) -> int:
+        if not self.steps_per_epoch:
+            return 1
+        return int(self.num_updates) // int(self.steps_per_epoch) + 1
+
+    # ------------------------------------------------------------ network
+    def inference_network_fn(
+        self,
+        features: specs.TensorSpecStruct,
+        labels: specs.TensorSpecStruct | None,
+        mode: str,
+        config: Any = None,
+        params: Any = None,
+    ) -> dict[str, Any]:
+        if mode != ModeKeys.PREDICT:
+            batch = self._training_batch(features, labels)
+            return {"predictions": self.algo._forward_training(batch), "batch": batch}  # type: ignore[attr-defined]
+        flat = specs.flatten_spec_structure(features)
+        self.algo.device = self.num_updates.device
+        stats = self.obs_normalization_stats()
+        obs = self.algo.process_obs_dict({k: flat[f"obs/{k}"] for k in self.obs_keys}, stats)
+        goal = None
+        if self.goal_keys:
+            goal = self.algo.process_obs_dict(
+                {k: flat[f"goal_obs/{k}"] for k in self.goal_keys}, stats
+            )
+        noise = {
+            kind: flat[f"noise/{kind}"] for kind in self.algo.noise_shapes() if f"noise/{kind}" in flat
+        }
+        state = {
+            name: flat[f"network_state/{name}"] for name in self.algo.network_state_shapes()
+        }
+        action, next_state = self.algo.predict_step(obs, goal, state, noise)
+        if self.actions_normalized:
+            action = action * self.action_scale + self.action_offset
+        outputs: dict[str, Any] = {"action": action}
+        if next_state:
+            outputs["next_network_state"] = next_state
+        return outputs
+
+    def model_train_fn(
+        self,
+        features: specs.TensorSpecStruct,
+        labels: specs.TensorSpecStruct,
+        inference_outputs: dict[str, Any],
+        mode: str,
+        config: Any = None,
+        params: Any = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        losses = self.algo._compute_losses(inference_outputs["predictions"], inference_outputs["batch"])  # type: ignore[attr-defined]
+        return losses["action_loss"], {k: v for k, v in losses.items() if k != "action_loss"}
+
+    def create_export_outputs_fn(
+        self,
+        features: specs.TensorSpecStruct,
+        inference_outputs: dict[str, Any],
+        mode: str = ModeKeys.PREDICT,
+        config: Any = None,
+        params: Any = None,
+    ) -> dict[str, torch.Tensor]:
+        return {"action": inference_outputs["action"]}
+
+    # --------------------------------------------------------- optimization
+    def create_optimizer(self) -> dict[str, torch.optim.Optimizer]:  # type: ignore[override]
+        """The Algo's optimizers, one per network (``policy`` for BC)."""
+        return self.algo.optimizers
+
+    def create_lr_scheduler(self, optimizer: Any) -> dict[str, Any] | None:
+        """The Algo's per-step schedules (see `t2r.robomimic.algos.base`); the loop steps them."""
+        schedules = {k: s for k, s in self.algo.lr_schedulers.items() if s is not None}
+        return schedules or None
+
+    def train_step(
+        self,
+        features: Mapping[str, Any],
+        labels: Mapping[str, Any],
+        optimizer: Any,
+        forward: Any = None,
+    ) -> TrainStepOutputs:
+        """One ``train_on_batch`` of the Algo (its optimizers step inside)."""
+        packed, packed_labels = self.prepare_inputs(features, labels, ModeKeys.TRAIN)
+        batch = self._training_batch(packed, packed_labels)
+        info = self.algo.train_on_batch(batch, self._epoch(), validate=False)
+        self.num_updates += 1
+        losses = info["losses"]
+        scalars: dict[str, float | torch.Tensor] = {
+            k: v for k, v in losses.items() if k != "action_loss" and v.numel() == 1
+        }
+        for key, value in info.items():
+            if key.endswith("grad_norms") and isinstance(value, torch.Tensor):
+                scalars[key] = value
+        return TrainStepOutputs(loss=losses["action_loss"], scalars=scalars)

@@ -1,0 +1,179 @@
+"""Tiny robomimic configs, data, an environment and AlgoModels for the tests.
+
+The AlgoModel subclasses here take no arguments, so the model registry
+(`t2r.testing.find_model_classes`) finds them and the model contract
+(tests/test_model_contract.py) covers BC, BC-RNN-GMM, BC-Transformer-GMM and an
+image BC policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2r import specs
+from t2r.robomimic.config import Config, default_config
+from t2r.robomimic.model import AlgoModel
+
+LOW_DIM_SHAPES = {"robot0_eef_pos": (3,), "object": (4,)}
+IMAGE_SHAPES = {**LOW_DIM_SHAPES, "agentview_image": (20, 20, 3)}
+AC_DIM = 2
+SEQ = 3  # the tiny configs' seq_length / frame_stack / rnn horizon / context length
+
+VARIANTS = (
+    "bc",
+    "bc_gaussian",
+    "bc_gmm",
+    "bc_vae",
+    "bc_rnn",
+    "bc_rnn_gmm",
+    "bc_transformer",
+    "bc_transformer_gmm",
+)
+
+
+def tiny_config(variant: str = "bc", image: bool = False) -> Config:
+    """A small BC config of `variant` (one of VARIANTS) on LOW_DIM_SHAPES (+ an image)."""
+    config = default_config("bc")
+    config.observation.modalities.obs.low_dim = list(LOW_DIM_SHAPES)
+    if image:
+        config.observation.modalities.obs.rgb = ["agentview_image"]
+        config.observation.encoder.rgb.core_kwargs = {
+            "feature_dimension": 8,
+            "backbone_class": "ResNet18Conv",
+            "backbone_kwargs": {"pretrained": False, "input_coord_conv": False},
+            "pool_class": "SpatialSoftmax",
+            "pool_kwargs": {"num_kp": 4, "learnable_temperature": False, "temperature": 1.0},
+        }
+        config.observation.encoder.rgb.obs_randomizer_class = "CropRandomizer"
+        config.observation.encoder.rgb.obs_randomizer_kwargs = {
+            "crop_height": 16,
+            "crop_width": 16,
+            "num_crops": 1,
+            "pos_enc": False,
+        }
+    config.algo.actor_layer_dims = [16, 16]
+    config.experiment.epoch_every_n_steps = 4
+    config.train.seq_length = SEQ
+    algo = config.algo
+    if variant == "bc_gaussian":
+        algo.gaussian.enabled = True
+    elif variant in ("bc_gmm", "bc_rnn_gmm", "bc_transformer_gmm"):
+        algo.gmm.enabled = True
+        algo.gmm.num_modes = 3
+    elif variant == "bc_vae":
+        algo.vae.enabled = True
+        algo.vae.latent_dim = 4
+        algo.vae.encoder_layer_dims = [16]
+        algo.vae.decoder_layer_dims = [16]
+        algo.vae.prior_layer_dims = [16]
+    if variant in ("bc_rnn", "bc_rnn_gmm"):
+        algo.rnn.enabled = True
+        algo.rnn.hidden_dim = 8
+        algo.rnn.num_layers = 2
+        algo.rnn.horizon = SEQ
+        algo.actor_layer_dims = []
+    if variant in ("bc_transformer", "bc_transformer_gmm"):
+        algo.transformer.enabled = True
+        algo.transformer.embed_dim = 16
+        algo.transformer.num_layers = 1
+        algo.transformer.num_heads = 2
+        algo.transformer.context_length = SEQ
+        config.train.frame_stack = SEQ
+        config.train.seq_length = 1
+    return config
+
+
+class LinearDemoInput:
+    """Endless seeded batches whose actions are a fixed linear map of the observations.
+
+    features ``obs/<key>`` (B, T, *shape) float32 (images uint8), labels ``actions``
+    (B, T, AC_DIM) = tanh(obs_flat @ W) so that every policy head can fit them.
+    """
+
+    def __init__(self, batch_size: int = 8, seed: int = 0, steps: int = SEQ, image: bool = False):
+        self.batch_size, self.seed, self.steps, self.image = batch_size, seed, steps, image
+        weights = torch.Generator().manual_seed(1234)
+        self.weights = torch.randn(7, AC_DIM, generator=weights) * 0.5
+
+    def set_specification_from_model(self, t2r_model: Any, mode: str) -> None:
+        pass
+
+    def create_dataset(self, mode: str):
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            yield self.draw(generator)
+
+    def draw(self, generator: torch.Generator):
+        b, t = self.batch_size, self.steps
+        pos = torch.rand(b, t, 3, generator=generator) * 2 - 1
+        obj = torch.rand(b, t, 4, generator=generator) * 2 - 1
+        actions = torch.tanh(torch.cat([pos, obj], dim=-1) @ self.weights)
+        features = specs.TensorSpecStruct({"obs/robot0_eef_pos": pos, "obs/object": obj})
+        if self.image:
+            features["obs/agentview_image"] = torch.randint(
+                0, 256, (b, t, *IMAGE_SHAPES["agentview_image"]), generator=generator
+            ).to(torch.uint8)
+        return features, specs.TensorSpecStruct(actions=actions)
+
+
+class ToyReachEnv:
+    """A Gymnasium-API toy task: move ``robot0_eef_pos`` towards ``object[:3]``.
+
+    ``reset(seed) -> (obs, info)``, ``step(action) -> (obs, reward, terminated,
+    truncated, info)``; observations are float64 like robosuite's (and an image
+    with `image`).
+    """
+
+    def __init__(self, image: bool = False, horizon: int = 20) -> None:
+        self.image, self.horizon = image, horizon
+        self._rng = np.random.default_rng(0)
+        self._t = 0
+        self._pos = np.zeros(3)
+        self._obj = np.zeros(4)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        obs = {"robot0_eef_pos": self._pos.copy(), "object": self._obj.copy()}
+        if self.image:
+            obs["agentview_image"] = self._rng.integers(
+                0, 256, IMAGE_SHAPES["agentview_image"], dtype=np.uint8
+            )
+        return obs
+
+    def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._t = 0
+        self._pos = self._rng.uniform(-1, 1, 3)
+        self._obj = self._rng.uniform(-1, 1, 4)
+        return self._obs(), {}
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64)
+        self._pos = np.clip(self._pos + 0.1 * np.resize(action, 3), -1, 1)
+        self._t += 1
+        distance = float(np.linalg.norm(self._pos - self._obj[:3]))
+        terminated = distance < 0.1
+        return self._obs(), -distance, terminated, self._t >= self.horizon, {}
+
+
+class TinyBCModel(AlgoModel):
+    def __init__(self) -> None:
+        super().__init__(tiny_config("bc"), LOW_DIM_SHAPES, AC_DIM)
+
+
+class TinyBCRNNGMMModel(AlgoModel):
+    def __init__(self) -> None:
+        super().__init__(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM)
+
+
+class TinyBCTransformerGMMModel(AlgoModel):
+    def __init__(self) -> None:
+        super().__init__(tiny_config("bc_transformer_gmm"), LOW_DIM_SHAPES, AC_DIM)
+
+
+class TinyImageBCModel(AlgoModel):
+    def __init__(self) -> None:
+        super().__init__(tiny_config("bc", image=True), IMAGE_SHAPES, AC_DIM)
