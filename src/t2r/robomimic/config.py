@@ -40,7 +40,7 @@ class ConfigError(ValueError):
     """A config that robomimic's defaults do not accept; the message names the key path."""
 
 
-class Config(dict):  # type: ignore[type-arg]
+class Config(dict[str, Any]):
     """A nested dict whose keys also read as attributes (``config.train.batch_size``).
 
     Values are plain JSON data; nested sections are `Config` too. Writing an
@@ -85,7 +85,7 @@ def _as_config(value: Any) -> Any:
 
 def _base_defaults(algo_name: str) -> dict[str, Any]:
     """robomimic 0.5 ``BaseConfig``: experiment, train, observation and meta sections."""
-    rgb_encoder = {
+    rgb_encoder: dict[str, Any] = {
         "core_class": "VisualCore",
         "core_kwargs": {},
         "obs_randomizer_class": None,
@@ -370,7 +370,9 @@ def load_config(source: str | Path | Mapping[str, Any]) -> Config:
         except json.JSONDecodeError as error:
             raise ConfigError(f"{origin}: not valid JSON: {error}") from error
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: a robomimic config is a JSON object, got {type(data).__name__}.")
+        raise ConfigError(
+            f"{origin}: a robomimic config is a JSON object, got {type(data).__name__}."
+        )
     if "algo_name" not in data:
         raise ConfigError(f"{origin}: the config has no 'algo_name'.")
     config = _DEFAULTS.get(data["algo_name"])

@@ -48,7 +48,9 @@ def _stat(value: Any, shape: Sequence[int], what: str) -> torch.Tensor:
     tensor = torch.as_tensor(np.asarray(value), dtype=torch.float32).reshape(-1)
     size = int(np.prod(shape)) if shape else 1
     if tensor.numel() != size:
-        raise ValueError(f"{what}: expected {size} values (shape {tuple(shape)}), got {tensor.numel()}.")
+        raise ValueError(
+            f"{what}: expected {size} values (shape {tuple(shape)}), got {tensor.numel()}."
+        )
     return tensor.reshape(tuple(shape))
 
 
@@ -73,6 +75,9 @@ class AlgoModel(AbstractT2RModel):
     """
 
     owns_update = True
+    num_updates: torch.Tensor
+    action_offset: torch.Tensor
+    action_scale: torch.Tensor
 
     def __init__(
         self,
@@ -116,7 +121,9 @@ class AlgoModel(AbstractT2RModel):
         ]
         algo = algo_factory(self.config["algo_name"], self.config, network_shapes, ac_dim, device)
         if not isinstance(algo, PolicyAlgo):
-            raise TypeError(f"AlgoModel serves policies; {type(algo).__name__} is not a PolicyAlgo.")
+            raise TypeError(
+                f"AlgoModel serves policies; {type(algo).__name__} is not a PolicyAlgo."
+            )
         self.algo = algo
         self.nets = algo.nets  # registered: its weights are the model's
         self._set_normalization(obs_normalization_stats, action_normalization_stats)
@@ -128,7 +135,9 @@ class AlgoModel(AbstractT2RModel):
     def _set_normalization(
         self, obs_stats: NormalizationStats | None, action_stats: NormalizationStats | None
     ) -> None:
-        self.obs_normalized = bool(self.config["train"].get("hdf5_normalize_obs")) or bool(obs_stats)
+        self.obs_normalized = bool(self.config["train"].get("hdf5_normalize_obs")) or bool(
+            obs_stats
+        )
         self.obs_norm = nn.Module()
         if self.obs_normalized:
             for key, shape in self.stored_shapes.items():
@@ -155,8 +164,12 @@ class AlgoModel(AbstractT2RModel):
                     offsets.append(torch.zeros(0))
                     scales.append(torch.zeros(0))
                     continue
-                offsets.append(torch.as_tensor(np.asarray(stats["offset"]), dtype=torch.float32).reshape(-1))
-                scales.append(torch.as_tensor(np.asarray(stats["scale"]), dtype=torch.float32).reshape(-1))
+                offsets.append(
+                    torch.as_tensor(np.asarray(stats["offset"]), dtype=torch.float32).reshape(-1)
+                )
+                scales.append(
+                    torch.as_tensor(np.asarray(stats["scale"]), dtype=torch.float32).reshape(-1)
+                )
             offset, scale = torch.cat(offsets), torch.cat(scales)
             if offset.numel() == 0:
                 offset, scale = torch.zeros(self.ac_dim), torch.ones(self.ac_dim)
@@ -216,6 +229,11 @@ class AlgoModel(AbstractT2RModel):
             for name, (shape, dtype) in self.algo.network_state_shapes().items()
         )
 
+    @property
+    def _algo_any(self) -> Any:
+        """The Algo, for the BC family's training internals (_forward_training, _compute_losses)."""
+        return self.algo
+
     # ------------------------------------------------------------ batches
     def _batch(self, features: Any, labels: Any) -> dict[str, Any]:
         flat = specs.flatten_spec_structure(features)
@@ -246,7 +264,7 @@ class AlgoModel(AbstractT2RModel):
     ) -> dict[str, Any]:
         if mode != ModeKeys.PREDICT:
             batch = self._training_batch(features, labels)
-            return {"predictions": self.algo._forward_training(batch), "batch": batch}  # type: ignore[attr-defined]
+            return {"predictions": self._algo_any._forward_training(batch), "batch": batch}
         flat = specs.flatten_spec_structure(features)
         self.algo.device = self.num_updates.device
         stats = self.obs_normalization_stats()
@@ -257,11 +275,11 @@ class AlgoModel(AbstractT2RModel):
                 {k: flat[f"goal_obs/{k}"] for k in self.goal_keys}, stats
             )
         noise = {
-            kind: flat[f"noise/{kind}"] for kind in self.algo.noise_shapes() if f"noise/{kind}" in flat
+            kind: flat[f"noise/{kind}"]
+            for kind in self.algo.noise_shapes()
+            if f"noise/{kind}" in flat
         }
-        state = {
-            name: flat[f"network_state/{name}"] for name in self.algo.network_state_shapes()
-        }
+        state = {name: flat[f"network_state/{name}"] for name in self.algo.network_state_shapes()}
         action, next_state = self.algo.predict_step(obs, goal, state, noise)
         if self.actions_normalized:
             action = action * self.action_scale + self.action_offset
@@ -279,7 +297,9 @@ class AlgoModel(AbstractT2RModel):
         config: Any = None,
         params: Any = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        losses = self.algo._compute_losses(inference_outputs["predictions"], inference_outputs["batch"])  # type: ignore[attr-defined]
+        losses = self._algo_any._compute_losses(
+            inference_outputs["predictions"], inference_outputs["batch"]
+        )
         return losses["action_loss"], {k: v for k, v in losses.items() if k != "action_loss"}
 
     def create_export_outputs_fn(
@@ -293,7 +313,7 @@ class AlgoModel(AbstractT2RModel):
         return {"action": inference_outputs["action"]}
 
     # --------------------------------------------------------- optimization
-    def create_optimizer(self) -> dict[str, torch.optim.Optimizer]:  # type: ignore[override]
+    def create_optimizer(self) -> dict[str, torch.optim.Optimizer]:
         """The Algo's optimizers, one per network (``policy`` for BC)."""
         return self.algo.optimizers
 

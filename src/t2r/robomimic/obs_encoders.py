@@ -69,7 +69,7 @@ def _check_kwargs(owner: str, kwargs: Mapping[str, Any], allowed: Sequence[str])
 
 
 class ResNet18Conv(nn.Module):
-    """ResNet-18 without its pooling and classifier: (B, C, H, W) -> (B, 512, ceil(H/32), ceil(W/32))."""
+    """ResNet-18 without pooling and classifier: (B, C, H, W) -> (B, 512, ⌈H/32⌉, ⌈W/32⌉)."""
 
     def __init__(
         self, input_channel: int = 3, pretrained: bool = False, input_coord_conv: bool = False
@@ -77,7 +77,8 @@ class ResNet18Conv(nn.Module):
         super().__init__()
         if pretrained:
             raise ValueError(
-                "ResNet18Conv: pretrained=True needs ImageNet weights, which t2r does not download; "
+                "ResNet18Conv: pretrained=True needs ImageNet weights, which t2r does not "
+                "download; "
                 "set observation.encoder.<modality>.core_kwargs.backbone_kwargs.pretrained=false."
             )
         if input_coord_conv:
@@ -94,7 +95,7 @@ class ResNet18Conv(nn.Module):
 
 
 class SpatialSoftmaxPool(nn.Module):
-    """robomimic's ``SpatialSoftmax``: (B, C, H, W) -> (B, num_kp, 2) expected (x, y) per keypoint."""
+    """robomimic's ``SpatialSoftmax``: (B, C, H, W) -> (B, num_kp, 2) expected (x, y) points."""
 
     def __init__(
         self,
@@ -151,7 +152,7 @@ _POOLS: dict[str, type[nn.Module]] = {
 
 
 class VisualCore(nn.Module):
-    """Backbone -> pool -> flatten -> Linear(feature_dimension): (B, C, H, W) -> (B, feature_dimension)."""
+    """Backbone -> pool -> flatten -> Linear: (B, C, H, W) -> (B, feature_dimension)."""
 
     def __init__(
         self,
@@ -319,7 +320,8 @@ class ObservationEncoder(nn.Module):
                 continue
             if core_class != "VisualCore":
                 raise ValueError(
-                    f"{key}: core_class {core_class!r} is not available (available: ['VisualCore'])."
+                    f"{key}: core_class {core_class!r} is not available "
+                    "(available: ['VisualCore'])."
                 )
             core_kwargs = dict(kwargs.get("core_kwargs") or {})
             core_kwargs.pop("input_shape", None)
@@ -364,7 +366,9 @@ class ObservationGroupEncoder(nn.Module):
         self.groups = list(group_shapes)
         self.nets = nn.ModuleDict(
             {
-                group: ObservationEncoder(shapes, obs_modalities, encoder_kwargs, feature_activation)
+                group: ObservationEncoder(
+                    shapes, obs_modalities, encoder_kwargs, feature_activation
+                )
                 for group, shapes in group_shapes.items()
             }
         )

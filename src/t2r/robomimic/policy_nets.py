@@ -35,10 +35,10 @@ from torch import nn
 from t2r.robomimic.obs_encoders import ObservationGroupEncoder
 
 __all__ = [
+    "MLP",
     "ActorNetwork",
     "GMMActorNetwork",
     "GaussianActorNetwork",
-    "MLP",
     "RNNActorNetwork",
     "RNNGMMActorNetwork",
     "TransformerActorNetwork",
@@ -66,7 +66,7 @@ def gaussian_log_prob(mean: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) 
 def gmm_log_prob(
     means: torch.Tensor, scales: torch.Tensor, logits: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
-    """Log-density of a diagonal GMM: means/scales (..., K, A), logits (..., K), x (..., A) -> (...)."""
+    """Diagonal-GMM log-density: means/scales (..., K, A), logits (..., K), x (..., A) -> (...)."""
     component = gaussian_log_prob(means, scales, x.unsqueeze(-2))  # (..., K)
     return torch.logsumexp(F.log_softmax(logits, dim=-1) + component, dim=-1)
 
@@ -103,7 +103,7 @@ def _std_activation(name: str | None) -> Any:
 
 
 class MLP(nn.Module):
-    """Linear layers with `activation` between them (and after the last with `output_activation`)."""
+    """Linear layers, `activation` between them and `output_activation` after the last."""
 
     def __init__(
         self,
@@ -418,7 +418,9 @@ class RNNActorNetwork(_HeadMixin, nn.Module):
         noise: Mapping[str, torch.Tensor] = {},
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One step: obs ``{k: (B, ...)}`` -> ((B, ac_dim) action, next state)."""
-        params, state = self.forward_train({k: v.unsqueeze(1) for k, v in obs.items()}, goal, rnn_state)
+        params, state = self.forward_train(
+            {k: v.unsqueeze(1) for k, v in obs.items()}, goal, rnn_state
+        )
         return self.sample({k: v[:, 0] for k, v in params.items()}, noise), state
 
 
@@ -430,7 +432,12 @@ RNNGMMActorNetwork = RNNActorNetwork
 
 class _CausalSelfAttention(nn.Module):
     def __init__(
-        self, embed_dim: int, num_heads: int, context_length: int, attn_dropout: float, dropout: float
+        self,
+        embed_dim: int,
+        num_heads: int,
+        context_length: int,
+        attn_dropout: float,
+        dropout: float,
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
@@ -441,6 +448,7 @@ class _CausalSelfAttention(nn.Module):
         self.output = nn.Linear(embed_dim, embed_dim)
         self.output_dropout = nn.Dropout(dropout)
         mask = torch.tril(torch.ones(context_length, context_length, dtype=torch.bool))
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -478,7 +486,9 @@ class _Block(nn.Module):
             embed_dim, num_heads, context_length, attn_dropout, dropout
         )
         if activation not in ("gelu", "geglu"):
-            raise ValueError(f"transformer activation must be 'gelu' or 'geglu', got {activation!r}.")
+            raise ValueError(
+                f"transformer activation must be 'gelu' or 'geglu', got {activation!r}."
+            )
         mult = 2 if activation == "geglu" else 1
         self.mlp = nn.Sequential(
             nn.Linear(embed_dim, 4 * embed_dim * mult),
@@ -511,7 +521,12 @@ class GPTBackbone(nn.Module):
         self.blocks = nn.Sequential(
             *[
                 _Block(
-                    embed_dim, num_heads, context_length, attn_dropout, block_output_dropout, activation
+                    embed_dim,
+                    num_heads,
+                    context_length,
+                    attn_dropout,
+                    block_output_dropout,
+                    activation,
                 )
                 for _ in range(num_layers)
             ]

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from t2r.predictors.abstract_predictor import AbstractPredictor
-from t2r.specs.dtypes import numpy_dtype
 from t2r.robomimic.algos import PolicyAlgo
 from t2r.robomimic.model import AlgoModel
+from t2r.specs.dtypes import numpy_dtype
 
 __all__ = ["RolloutPolicy"]
 
@@ -71,8 +71,9 @@ class RolloutPolicy:
             self._algo = policy.algo
             self.obs_normalization_stats = policy.obs_normalization_stats()
             if policy.actions_normalized:
-                self._action_offset = policy.action_offset.detach().cpu().numpy()
-                self._action_scale = policy.action_scale.detach().cpu().numpy()
+                offset, scale = policy.action_offset, policy.action_scale
+                self._action_offset = offset.detach().cpu().numpy()
+                self._action_scale = scale.detach().cpu().numpy()
         elif isinstance(policy, PolicyAlgo):
             self._algo = policy
             if action_normalization_stats is not None:
@@ -122,12 +123,11 @@ class RolloutPolicy:
             return
         assert self._predictor is not None
         self._state = {
-            name: np.asarray(value)[None] for name, value in self._predictor.initial_network_state().items()
+            name: np.asarray(value)[None]
+            for name, value in self._predictor.initial_network_state().items()
         }
 
-    def __call__(
-        self, ob: Mapping[str, Any], goal: Mapping[str, Any] | None = None
-    ) -> np.ndarray:
+    def __call__(self, ob: Mapping[str, Any], goal: Mapping[str, Any] | None = None) -> np.ndarray:
         """One action (ac_dim,) for one observation dict (no batch dimension)."""
         noise = self._draw_noise()
         if self._algo is not None:
@@ -144,12 +144,16 @@ class RolloutPolicy:
         def prepare(values: Mapping[str, Any], keys: Any) -> dict[str, torch.Tensor]:
             missing = [k for k in keys if k not in values]
             if missing:
-                raise KeyError(f"RolloutPolicy: the observation lacks {missing} (has {sorted(values)}).")
+                raise KeyError(
+                    f"RolloutPolicy: the observation lacks {missing} (has {sorted(values)})."
+                )
             raw = {k: torch.as_tensor(np.asarray(values[k]))[None] for k in keys}
             return algo.process_obs_dict(raw, self.obs_normalization_stats)
 
         obs = prepare(ob, algo.obs_shapes)
-        goal_obs = prepare(goal, algo.goal_shapes) if goal is not None and algo.goal_shapes else None
+        goal_obs = (
+            prepare(goal, algo.goal_shapes) if goal is not None and algo.goal_shapes else None
+        )
         torch_noise = {k: torch.from_numpy(v).to(algo.device) for k, v in noise.items()}
         action = algo.get_action(obs, goal_obs, noise=torch_noise)[0].detach().cpu().numpy()
         if self._action_offset is not None and self._action_scale is not None:
@@ -175,7 +179,9 @@ class RolloutPolicy:
                 source: Any = ob
             elif group == "goal_obs":
                 if goal is None:
-                    raise ValueError(f"RolloutPolicy: the policy is goal-conditioned ({key}); pass goal=.")
+                    raise ValueError(
+                        f"RolloutPolicy: the policy is goal-conditioned ({key}); pass goal=."
+                    )
                 source = goal
             elif group == "noise":
                 features[key] = noise[name]

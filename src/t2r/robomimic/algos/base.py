@@ -61,7 +61,7 @@ REGISTERED_ALGO_FACTORY_FUNCS: OrderedDict[str, FactoryFunc] = OrderedDict()
 
 
 def register_algo_factory_func(algo_name: str) -> Callable[[FactoryFunc], FactoryFunc]:
-    """Decorator: registers ``fn(algo_config) -> (Algo subclass, extra kwargs)`` under `algo_name`."""
+    """Decorator: registers ``fn(algo_config) -> (Algo subclass, kwargs)`` as `algo_name`."""
 
     def decorator(factory_func: FactoryFunc) -> FactoryFunc:
         REGISTERED_ALGO_FACTORY_FUNCS[algo_name] = factory_func
@@ -153,7 +153,9 @@ def lr_scheduler_from_optim_params(
         )
     if kind == "cosine":
         if steps_per_epoch is None or num_epochs is None:
-            raise ValueError("a cosine learning-rate schedule needs steps_per_epoch and num_epochs.")
+            raise ValueError(
+                "a cosine learning-rate schedule needs steps_per_epoch and num_epochs."
+            )
         warmup = int(lr_config.get("warmup_steps", 0))
         total = steps_per_epoch * num_epochs
         cycles = float(lr_config.get("num_cycles", 0.5))
@@ -202,9 +204,7 @@ def backprop_for_loss(
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
-    squared = (
-        torch.stack([g.pow(2).sum() for g in grads]).sum() if grads else torch.zeros(())
-    )
+    squared = torch.stack([g.pow(2).sum() for g in grads]).sum() if grads else torch.zeros(())
     optim.step()
     return squared.detach()
 
@@ -434,7 +434,8 @@ class PolicyAlgo(Algo):
         state: Mapping[str, torch.Tensor],
         noise: Mapping[str, torch.Tensor],
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One rollout step on processed observations ``{k: (B, ...)}`` -> ((B, ac_dim), next state)."""
+        """One rollout step on processed observations ``{k: (B, ...)}``
+        -> ((B, ac_dim) action, next state)."""
         raise NotImplementedError
 
     def get_action(
@@ -464,7 +465,9 @@ class ValueAlgo(Algo):
     """An algorithm that learns a value function."""
 
     def get_state_value(
-        self, obs_dict: Mapping[str, torch.Tensor], goal_dict: Mapping[str, torch.Tensor] | None = None
+        self,
+        obs_dict: Mapping[str, torch.Tensor],
+        goal_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -481,7 +484,9 @@ class PlannerAlgo(Algo):
     """An algorithm that plans subgoals from observations (and goals)."""
 
     def get_subgoal_predictions(
-        self, obs_dict: Mapping[str, torch.Tensor], goal_dict: Mapping[str, torch.Tensor] | None = None
+        self,
+        obs_dict: Mapping[str, torch.Tensor],
+        goal_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -498,12 +503,16 @@ class HierarchicalAlgo(Algo):
     """Subgoal planning plus a subgoal-conditioned policy."""
 
     def get_action(
-        self, obs_dict: Mapping[str, torch.Tensor], goal_dict: Mapping[str, torch.Tensor] | None = None
+        self,
+        obs_dict: Mapping[str, torch.Tensor],
+        goal_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
     def get_subgoal_predictions(
-        self, obs_dict: Mapping[str, torch.Tensor], goal_dict: Mapping[str, torch.Tensor] | None = None
+        self,
+        obs_dict: Mapping[str, torch.Tensor],
+        goal_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -41,10 +41,10 @@ __all__ = [
     "BC_GMM",
     "BC_RNN",
     "BC_RNN_GMM",
+    "BC_VAE",
     "BC_Gaussian",
     "BC_Transformer",
     "BC_Transformer_GMM",
-    "BC_VAE",
     "algo_config_to_class",
 ]
 
@@ -59,7 +59,9 @@ def algo_config_to_class(algo_config: Config) -> tuple[type[PolicyAlgo], dict[st
     rnn, transformer = enabled("rnn"), enabled("transformer")
     if enabled("gaussian"):
         if rnn or transformer:
-            raise NotImplementedError("BC with a Gaussian head and an RNN/transformer (as robomimic).")
+            raise NotImplementedError(
+                "BC with a Gaussian head and an RNN/transformer (as robomimic)."
+            )
         return BC_Gaussian, {}
     if enabled("gmm"):
         if rnn:
@@ -100,6 +102,11 @@ class BC(PolicyAlgo):
     cos_weight * cosine`` (on the first 3 action dims, the end-effector translation)."""
 
     head = "deterministic"
+
+    @property
+    def policy_net(self) -> Any:
+        """``nets["policy"]`` (typed loosely: each variant has its own network class)."""
+        return self.nets["policy"]
 
     def _head_kwargs(self) -> dict[str, Any]:
         return {}
@@ -143,9 +150,11 @@ class BC(PolicyAlgo):
         return info
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"actions": self.nets["policy"].forward_train(batch["obs"], batch["goal_obs"])["action"]}
+        return {"actions": self.policy_net.forward_train(batch["obs"], batch["goal_obs"])["action"]}
 
-    def _compute_losses(self, predictions: Mapping[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+    def _compute_losses(
+        self, predictions: Mapping[str, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
         target = batch["actions"]
         actions = predictions["actions"]
         weights = self.algo_config["loss"]
@@ -162,7 +171,7 @@ class BC(PolicyAlgo):
 
     def _train_step(self, losses: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         grad_norms = backprop_for_loss(
-            net=self.nets["policy"],
+            net=self.policy_net,
             optim=self.optimizers["policy"],
             loss=losses["action_loss"],
             max_grad_norm=self.global_config["train"].get("max_grad_norm"),
@@ -173,7 +182,11 @@ class BC(PolicyAlgo):
         log = super().log_info(info)
         losses = info["losses"]
         log["Loss"] = float(losses["action_loss"])
-        for key, name in (("l2_loss", "L2_Loss"), ("l1_loss", "L1_Loss"), ("cos_loss", "Cosine_Loss")):
+        for key, name in (
+            ("l2_loss", "L2_Loss"),
+            ("l1_loss", "L1_Loss"),
+            ("cos_loss", "Cosine_Loss"),
+        ):
             if key in losses:
                 log[name] = float(losses[key])
         if "policy_grad_norms" in info:
@@ -181,7 +194,7 @@ class BC(PolicyAlgo):
         return log
 
     def noise_shapes(self) -> dict[str, int]:
-        return self.nets["policy"].noise_shapes()
+        return self.policy_net.noise_shapes()
 
     def predict_step(
         self,
@@ -190,7 +203,7 @@ class BC(PolicyAlgo):
         state: Mapping[str, torch.Tensor],
         noise: Mapping[str, torch.Tensor],
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.nets["policy"].act(obs, goal, noise), {}
+        return self.policy_net.act(obs, goal, noise), {}
 
 
 class _LikelihoodLosses:
@@ -227,7 +240,7 @@ class BC_Gaussian(_LikelihoodLosses, BC):
         }
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        net = self.nets["policy"]
+        net = self.policy_net
         params = net.forward_train(batch["obs"], batch["goal_obs"])
         return {"log_probs": net.log_prob(params, batch["actions"])}
 
@@ -277,14 +290,16 @@ class BC_RNN(BC):
         if self._rnn_is_open_loop:
             steps = batch["actions"].shape[1]
             obs = {k: v[:, :1].expand(-1, steps, *v.shape[2:]) for k, v in obs.items()}
-        return _to_float({"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": batch["actions"]})
+        return _to_float(
+            {"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": batch["actions"]}
+        )
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        params, _ = self.nets["policy"].forward_train(batch["obs"], batch["goal_obs"])
+        params, _ = self.policy_net.forward_train(batch["obs"], batch["goal_obs"])
         return {"actions": params["action"]}
 
     def network_state_shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        net = self.nets["policy"]
+        net = self.policy_net
         shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
             name: (net.state_shape, torch.float32) for name in net.state_names
         }
@@ -302,7 +317,7 @@ class BC_RNN(BC):
         noise: Mapping[str, torch.Tensor],
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The LSTM state restarts from zeros whenever ``step % rnn.horizon == 0``."""
-        net = self.nets["policy"]
+        net = self.policy_net
         step = state["step"]  # (B, 1)
         restart = (step % self._rnn_horizon) == 0  # (B, 1)
         hidden = tuple(
@@ -334,7 +349,7 @@ class BC_RNN_GMM(_LikelihoodLosses, BC_RNN):
     _head_kwargs = BC_GMM._head_kwargs
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        net = self.nets["policy"]
+        net = self.policy_net
         params, _ = net.forward_train(batch["obs"], batch["goal_obs"])
         return {"log_probs": net.log_prob(params, batch["actions"])}
 
@@ -390,10 +405,12 @@ class BC_Transformer(BC):
         return _to_float({"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": actions})
 
     def _select_step(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return dict(params) if self.supervise_all_steps else {k: v[:, -1] for k, v in params.items()}
+        return (
+            dict(params) if self.supervise_all_steps else {k: v[:, -1] for k, v in params.items()}
+        )
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        params = self.nets["policy"].forward_train(batch["obs"], batch["goal_obs"])
+        params = self.policy_net.forward_train(batch["obs"], batch["goal_obs"])
         return {"actions": self._select_step(params)["action"]}
 
     def _action_from_window(
@@ -402,7 +419,7 @@ class BC_Transformer(BC):
         goal: Mapping[str, torch.Tensor] | None,
         noise: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
-        net = self.nets["policy"]
+        net = self.policy_net
         params = net.forward_train(window, goal)
         index = 0 if (self.supervise_all_steps and self.pred_future_acs) else -1
         return net.sample({k: v[:, index] for k, v in params.items()}, noise)
@@ -464,7 +481,7 @@ class BC_Transformer_GMM(_LikelihoodLosses, BC_Transformer):
     _head_kwargs = BC_GMM._head_kwargs
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
-        net = self.nets["policy"]
+        net = self.policy_net
         params = self._select_step(net.forward_train(batch["obs"], batch["goal_obs"]))
         return {"log_probs": net.log_prob(params, batch["actions"])}
 

@@ -1,0 +1,469 @@
+"""robomimic's BC family on t2r: configs, the Algo lifecycle, AlgoModel, exports, RolloutPolicy."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from t2r.export import export_saved_model
+from t2r.predictors import ExportedModelPredictor
+from t2r.robomimic.algos import algo_factory
+from t2r.robomimic.config import ConfigError, default_config, load_config, save_config
+from t2r.robomimic.model import AlgoModel
+from t2r.robomimic.policy_nets import gaussian_log_prob, gmm_log_prob, gmm_sample
+from t2r.robomimic.rollout_policy import RolloutPolicy
+from t2r.train import latest_checkpoint, seed_everything, train_eval_model
+
+from .models import (
+    AC_DIM,
+    IMAGE_SHAPES,
+    LOW_DIM_SHAPES,
+    SEQ,
+    VARIANTS,
+    LinearDemoInput,
+    ToyReachEnv,
+    tiny_config,
+)
+
+CLASS_OF_VARIANT = {
+    "bc": "BC",
+    "bc_gaussian": "BC_Gaussian",
+    "bc_gmm": "BC_GMM",
+    "bc_vae": "BC_VAE",
+    "bc_rnn": "BC_RNN",
+    "bc_rnn_gmm": "BC_RNN_GMM",
+    "bc_transformer": "BC_Transformer",
+    "bc_transformer_gmm": "BC_Transformer_GMM",
+}
+
+
+# ------------------------------------------------------------------ configs
+
+
+def test_bc_defaults_are_robomimics():
+    config = default_config("bc")
+    assert config.algo.optim_params.policy.learning_rate.initial == 1e-4
+    assert config.algo.actor_layer_dims == [1024, 1024]
+    assert config.algo.rnn.hidden_dim == 400 and config.algo.rnn.num_layers == 2
+    assert config.algo.rnn.horizon == 10 and config.algo.rnn.rnn_type == "LSTM"
+    assert config.algo.gmm.num_modes == 5 and config.algo.gmm.min_std == 0.0001
+    assert config.algo.gaussian.init_std == 0.1 and config.algo.vae.latent_dim == 14
+    assert config.algo.transformer.embed_dim == 512 and config.algo.transformer.num_heads == 8
+    assert config.train.batch_size == 100 and config.train.hdf5_load_next_obs is False
+    assert config.experiment.epoch_every_n_steps == 100
+    assert config.observation.encoder.rgb.core_class == "VisualCore"
+
+
+def _robomimic_bc_rnn_json() -> dict:
+    """The shape of robomimic's low-dim BC-RNN-GMM config files (a subset of keys, as
+    users write them)."""
+    return {
+        "algo_name": "bc",
+        "experiment": {
+            "name": "bc_rnn_lift",
+            "validate": True,
+            "save": {"enabled": True, "every_n_epochs": 50, "epochs": []},
+            "epoch_every_n_steps": 100,
+            "rollout": {"enabled": True, "n": 50, "horizon": 400, "rate": 50},
+        },
+        "train": {
+            "data": "lift/ph/low_dim_v15.hdf5",
+            "output_dir": "../bc_rnn_trained_models",
+            "hdf5_cache_mode": "all",
+            "hdf5_filter_key": "train",
+            "hdf5_validation_filter_key": "valid",
+            "seq_length": 10,
+            "dataset_keys": ["actions", "rewards", "dones"],
+            "batch_size": 100,
+            "num_epochs": 2000,
+            "seed": 1,
+        },
+        "algo": {
+            "optim_params": {
+                "policy": {
+                    "learning_rate": {"initial": 0.001, "decay_factor": 0.1, "epoch_schedule": []},
+                    "regularization": {"L2": 0.0},
+                }
+            },
+            "actor_layer_dims": [],
+            "gmm": {"enabled": True, "num_modes": 5, "min_std": 0.0001},
+            "rnn": {
+                "enabled": True,
+                "horizon": 10,
+                "hidden_dim": 400,
+                "rnn_type": "LSTM",
+                "num_layers": 2,
+                "open_loop": False,
+                "kwargs": {"bidirectional": False},
+            },
+        },
+        "observation": {
+            "modalities": {
+                "obs": {
+                    "low_dim": [
+                        "robot0_eef_pos",
+                        "robot0_eef_quat",
+                        "robot0_gripper_qpos",
+                        "object",
+                    ],
+                    "rgb": [],
+                },
+                "goal": {"low_dim": [], "rgb": []},
+            },
+            "encoder": {
+                "rgb": {
+                    "core_class": "VisualCore",
+                    "core_kwargs": {"feature_dimension": 64, "backbone_class": "ResNet18Conv"},
+                    "obs_randomizer_class": None,
+                    "obs_randomizer_kwargs": {"crop_height": 76, "crop_width": 76},
+                }
+            },
+        },
+    }
+
+
+def test_a_robomimic_json_config_is_read_unchanged(tmp_path):
+    path = tmp_path / "bc_rnn.json"
+    path.write_text(json.dumps(_robomimic_bc_rnn_json()))
+    config = load_config(path)
+    assert config.algo.rnn.enabled and config.algo.gmm.enabled
+    assert config.algo.optim_params.policy.learning_rate.initial == 0.001
+    assert config.train.seq_length == 10 and config.train.hdf5_filter_key == "train"
+    # Keys the file leaves out keep robomimic's defaults.
+    assert config.algo.gmm.std_activation == "softplus"
+    assert config.experiment.rollout.terminate_on_success is True
+    assert config.observation.encoder.rgb.core_kwargs.backbone_class == "ResNet18Conv"
+    shapes = {
+        "robot0_eef_pos": (3,),
+        "robot0_eef_quat": (4,),
+        "robot0_gripper_qpos": (2,),
+        "object": (10,),
+    }
+    algo = algo_factory("bc", config, shapes, 7)
+    assert type(algo).__name__ == "BC_RNN_GMM"
+    assert algo.nets["policy"].rnn.hidden_size == 400 and algo.nets["policy"].num_modes == 5
+    # What save_config writes, load_config reads back equal.
+    assert load_config(save_config(config, tmp_path / "saved.json")) == config
+
+
+def test_an_unknown_key_is_an_error_naming_its_path():
+    with pytest.raises(ConfigError, match=r"Unknown config key 'algo\.rnn\.hiden_dim'"):
+        load_config({"algo_name": "bc", "algo": {"rnn": {"hiden_dim": 400}}})
+    with pytest.raises(ConfigError, match=r"'train\.batchsize'"):
+        load_config({"algo_name": "bc", "train": {"batchsize": 4}})
+    with pytest.raises(ConfigError, match=r"'algo\.gmm' is a section"):
+        load_config({"algo_name": "bc", "algo": {"gmm": True}})
+    with pytest.raises(ConfigError, match=r"algo_name 'bcq' has no registered config"):
+        load_config({"algo_name": "bcq"})
+
+
+def test_open_sections_take_new_keys_as_robomimic_does():
+    config = load_config(
+        {
+            "algo_name": "bc",
+            "algo": {
+                "rnn": {"kwargs": {"dropout": 0.1}},
+                "optim_params": {"policy": {"learning_rate": {"step_every_batch": True}}},
+            },
+            "observation": {
+                "modalities": {"obs": {"low_dim": ["a"], "scan": ["lidar"]}},
+                "encoder": {"rgb": {"core_kwargs": {"pool_class": "SpatialMeanPool"}}},
+            },
+        }
+    )
+    assert config.algo.rnn.kwargs == {"bidirectional": False, "dropout": 0.1}
+    assert config.algo.optim_params.policy.learning_rate.step_every_batch is True
+    assert config.observation.modalities.obs.scan == ["lidar"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_config_selects_the_variant(variant):
+    from t2r.robomimic.algos import algo_name_to_factory_func
+
+    cls, kwargs = algo_name_to_factory_func("bc")(tiny_config(variant).algo)
+    assert cls.__name__ == CLASS_OF_VARIANT[variant] and kwargs == {}
+
+
+# ---------------------------------------------------------- distributions
+
+
+def test_a_one_mode_gmm_is_its_gaussian():
+    g = torch.Generator().manual_seed(0)
+    mean, scale = torch.randn(5, 3, generator=g), torch.rand(5, 3, generator=g) + 0.1
+    x = torch.randn(5, 3, generator=g)
+    gmm = gmm_log_prob(mean[:, None], scale[:, None], torch.randn(5, 1, generator=g), x)
+    expected = torch.distributions.Independent(torch.distributions.Normal(mean, scale), 1).log_prob(
+        x
+    )
+    torch.testing.assert_close(gmm, expected)
+    torch.testing.assert_close(gaussian_log_prob(mean, scale, x), expected)
+
+
+def test_gmm_log_prob_is_torch_mixture_same_family():
+    g = torch.Generator().manual_seed(1)
+    means, scales = torch.randn(4, 5, 2, generator=g), torch.rand(4, 5, 2, generator=g) + 0.05
+    logits, x = torch.randn(4, 5, generator=g), torch.randn(4, 2, generator=g)
+    D = torch.distributions
+    expected = D.MixtureSameFamily(
+        D.Categorical(logits=logits), D.Independent(D.Normal(means, scales), 1)
+    ).log_prob(x)
+    torch.testing.assert_close(gmm_log_prob(means, scales, logits, x), expected)
+
+
+def test_gmm_sample_picks_modes_by_their_weight():
+    means = torch.tensor([[[-1.0, -1.0], [1.0, 1.0]]]).expand(3, 2, 2)
+    scales = torch.full((3, 2, 2), 0.5)
+    logits = torch.log(torch.tensor([0.2, 0.8])).expand(3, 2)
+    uniform = torch.tensor([[0.1], [0.5], [0.99]])
+    normal = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -2.0]])
+    sample = gmm_sample(means, scales, logits, uniform, normal)
+    torch.testing.assert_close(sample, torch.tensor([[-1.0, -1.0], [1.5, 1.0], [1.0, 0.0]]))
+
+
+# --------------------------------------------------------------- lifecycle
+
+
+def _algo(variant: str, **shapes_kwargs):
+    config = tiny_config(variant)
+    shapes = {k: v for k, v in LOW_DIM_SHAPES.items()}
+    return algo_factory("bc", config, shapes, AC_DIM)
+
+
+def _processed_batch(algo, seed: int = 0, steps: int = SEQ):
+    features, labels = LinearDemoInput(seed=seed, steps=steps).draw(
+        torch.Generator().manual_seed(seed)
+    )
+    batch = {
+        "obs": {k.split("/", 1)[1]: v for k, v in features.items()},
+        "actions": labels["actions"],
+    }
+    return algo.postprocess_batch_for_training(algo.process_batch_for_training(batch), None)
+
+
+def test_bc_fits_a_linear_dataset():
+    seed_everything(0)
+    config = tiny_config("bc")
+    config.algo.actor_layer_dims = [64, 64]
+    config.algo.optim_params.policy.learning_rate.initial = 1e-3
+    algo = algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    algo.set_train()
+    data = LinearDemoInput(batch_size=64, steps=1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        features, labels = data.draw(generator)
+        batch = {
+            "obs": {k.split("/", 1)[1]: v for k, v in features.items()},
+            "actions": labels["actions"],
+        }
+        info = algo.train_on_batch(algo.process_batch_for_training(batch), epoch=1)
+    assert float(info["losses"]["l2_loss"]) < 2e-3, algo.log_info(info)
+
+
+def test_serialize_then_deserialize_restores_networks_and_optimizers():
+    seed_everything(0)
+    algo = _algo("bc_rnn_gmm")
+    batch = _processed_batch(algo)
+    algo.set_train()
+    algo.train_on_batch(batch, epoch=1)
+    state = copy.deepcopy(algo.serialize())  # as if written and read back
+    assert set(state) == {"nets", "optimizers", "lr_schedulers"}
+    seed_everything(1)
+    other = _algo("bc_rnn_gmm")
+    other.deserialize(state, load_optimizers=True)
+    for (name, a), b in zip(algo.nets.state_dict().items(), other.nets.state_dict().values()):
+        assert torch.equal(a, b), name
+    # One more identical step on both keeps them identical (optimizer state restored too).
+    algo.train_on_batch(batch, epoch=1)
+    other.set_train()
+    other.train_on_batch(batch, epoch=1)
+    for (name, a), b in zip(algo.nets.state_dict().items(), other.nets.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_validate_does_not_update():
+    algo = _algo("bc_gmm")
+    before = {k: v.clone() for k, v in algo.nets.state_dict().items()}
+    info = algo.train_on_batch(_processed_batch(algo), epoch=1, validate=True)
+    assert "Loss" in algo.log_info(info)
+    for name, value in algo.nets.state_dict().items():
+        assert torch.equal(before[name], value), name
+
+
+def test_the_epoch_schedule_decays_the_rate_at_epoch_boundaries():
+    config = tiny_config("bc")
+    config.algo.optim_params.policy.learning_rate.epoch_schedule = [2]
+    algo = algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    steps_per_epoch = config.experiment.epoch_every_n_steps
+    rates = []
+    for _ in range(3 * steps_per_epoch):
+        rates.append(algo.optimizers["policy"].param_groups[0]["lr"])
+        algo.on_gradient_step()
+    assert rates[: 2 * steps_per_epoch] == pytest.approx([1e-4] * (2 * steps_per_epoch))
+    assert rates[2 * steps_per_epoch :] == pytest.approx([1e-5] * steps_per_epoch)
+
+
+def test_bc_rnn_restarts_its_hidden_state_every_horizon():
+    seed_everything(0)
+    algo = _algo("bc_rnn")
+    algo.set_eval()
+    algo.reset()
+    g = torch.Generator().manual_seed(0)
+    observations = [
+        {k: torch.randn(1, *s, generator=g) for k, s in LOW_DIM_SHAPES.items()} for _ in range(SEQ)
+    ]
+    actions = [algo.get_action(obs) for obs in observations]
+    # Step SEQ (= rnn.horizon) starts from the zero state again: the first observation
+    # gives the first action again.
+    torch.testing.assert_close(algo.get_action(observations[0]), actions[0], rtol=0, atol=0)
+    # Inside a horizon the state carries: the same observation gives another action.
+    assert not torch.allclose(algo.get_action(observations[0]), actions[0])
+    algo.reset()
+    torch.testing.assert_close(algo.get_action(observations[0]), actions[0], rtol=0, atol=0)
+
+
+def test_bc_transformer_keeps_the_window_robomimic_stacks():
+    seed_everything(0)
+    algo = _algo("bc_transformer")
+    algo.set_eval()
+    algo.reset()
+    g = torch.Generator().manual_seed(0)
+    obs = [
+        {k: torch.randn(1, *s, generator=g) for k, s in LOW_DIM_SHAPES.items()} for _ in range(4)
+    ]
+    stepped = [algo.get_action(o) for o in obs]
+
+    def window(indices):
+        return {k: torch.stack([obs[i][k][0] for i in indices])[None] for k in LOW_DIM_SHAPES}
+
+    # pad_frame_stack: the first window is the first observation repeated.
+    torch.testing.assert_close(stepped[0], algo.get_action(window([0, 0, 0])))
+    torch.testing.assert_close(stepped[2], algo.get_action(window([0, 1, 2])))
+    torch.testing.assert_close(stepped[3], algo.get_action(window([1, 2, 3])))
+
+
+# --------------------------------------- AlgoModel: train, resume, export, roll out
+
+
+def _train(model, model_dir, steps, image=False):
+    return train_eval_model(
+        model,
+        LinearDemoInput(image=image),
+        max_train_steps=steps,
+        model_dir=model_dir,
+        save_checkpoints_steps=2,
+        show_progress=False,
+        device="cpu",
+    )
+
+
+def _episode(policy: RolloutPolicy, steps: int, image: bool = False) -> np.ndarray:
+    env = ToyReachEnv(image=image)
+    obs, _ = env.reset(seed=7)
+    policy.start_episode()
+    actions = []
+    for _ in range(steps):
+        action = policy(obs)
+        actions.append(action)
+        obs, _, _, _, _ = env.step(action)
+    return np.stack(actions)
+
+
+TRAINABLE = [v for v in VARIANTS if v != "bc_vae"]
+
+
+@pytest.mark.parametrize("variant", TRAINABLE)
+def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
+    def make() -> AlgoModel:
+        seed_everything(0)
+        return AlgoModel(tiny_config(variant), LOW_DIM_SHAPES, AC_DIM)
+
+    uninterrupted = make()
+    _train(uninterrupted, tmp_path / "a", 4)
+    first_half = make()
+    _train(first_half, tmp_path / "b", 2)
+    resumed = make()
+    _train(resumed, tmp_path / "b", 4)  # restores step 2's checkpoint and goes on
+    assert latest_checkpoint(tmp_path / "b").global_step == 4
+    for name, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    saved_a = load_file(str(latest_checkpoint(tmp_path / "a").path / "optimizer.safetensors"))
+    saved_b = load_file(str(latest_checkpoint(tmp_path / "b").path / "optimizer.safetensors"))
+    assert saved_a.keys() == saved_b.keys() and saved_a
+    for name, value in saved_a.items():
+        assert torch.equal(value, saved_b[name]), name
+    assert int(resumed.num_updates) == 4
+
+    model = uninterrupted.eval()
+    export_saved_model(model, tmp_path / "export", global_step=4)
+    predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
+    assert predictor.restore()
+    steps = 2 * SEQ + 1  # past BC-RNN's horizon and the transformer's window
+    live = _episode(RolloutPolicy(model, seed=3), steps)
+    exported = _episode(RolloutPolicy(predictor, seed=3), steps)
+    assert live.shape == (steps, AC_DIM) and np.isfinite(live).all()
+    np.testing.assert_allclose(exported, live, rtol=1e-5, atol=1e-5)
+    # The Algo itself (robomimic's RolloutPolicy case) acts the same.
+    np.testing.assert_allclose(
+        _episode(RolloutPolicy(model.algo, seed=3), steps), live, rtol=0, atol=0
+    )
+
+
+def test_an_image_policy_exports_and_rolls_out(tmp_path):
+    seed_everything(0)
+    model = AlgoModel(tiny_config("bc", image=True), IMAGE_SHAPES, AC_DIM)
+    _train(model, tmp_path / "m", 2, image=True)
+    model.eval()
+    export_saved_model(model, tmp_path / "export", global_step=2)
+    predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
+    assert predictor.restore()
+    assert predictor.get_feature_specification()["obs/agentview_image"].dtype == torch.uint8
+    live = _episode(RolloutPolicy(model, seed=0), 3, image=True)
+    np.testing.assert_allclose(
+        _episode(RolloutPolicy(predictor, seed=0), 3, image=True), live, atol=1e-5
+    )
+
+
+def test_normalization_travels_with_the_model_and_its_export(tmp_path):
+    config = tiny_config("bc_gmm")
+    config.train.hdf5_normalize_obs = True
+    config.train.action_config = {"actions": {"normalization": "min_max"}}
+    obs_stats = {
+        "robot0_eef_pos": {"offset": np.full((1, 3), 0.5), "scale": np.full((1, 3), 2.0)},
+        "object": {"offset": np.full((1, 4), -0.25), "scale": np.full((1, 4), 0.5)},
+    }
+    action_stats = {"actions": {"offset": np.array([[1.0, -1.0]]), "scale": np.array([[3.0, 0.5]])}}
+    seed_everything(0)
+    model = AlgoModel(
+        config,
+        LOW_DIM_SHAPES,
+        AC_DIM,
+        obs_normalization_stats=obs_stats,
+        action_normalization_stats=action_stats,
+    ).eval()
+    live = _episode(RolloutPolicy(model, seed=1), 3)
+    # robomimic's way: the Algo plus the stats.
+    by_algo = _episode(RolloutPolicy(model.algo, obs_stats, action_stats, seed=1), 3)
+    np.testing.assert_allclose(by_algo, live, rtol=1e-6, atol=1e-6)
+    # Without the stats the actions differ (they are used).
+    assert not np.allclose(_episode(RolloutPolicy(model.algo, seed=1), 3), live)
+    export_saved_model(model, tmp_path, global_step=0)
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert predictor.restore()
+    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=1), 3), live, atol=1e-5)
+    with pytest.raises(ValueError, match="applies its model's normalization itself"):
+        RolloutPolicy(predictor, obs_normalization_stats=obs_stats)
+
+
+def test_missing_observation_keys_are_named():
+    with pytest.raises(ValueError, match=r"observation keys \['object'\] are not in the data"):
+        AlgoModel(tiny_config("bc"), {"robot0_eef_pos": (3,)}, AC_DIM)
+    model = AlgoModel(tiny_config("bc"), LOW_DIM_SHAPES, AC_DIM)
+    policy = RolloutPolicy(model)
+    policy.start_episode()
+    with pytest.raises(KeyError, match=r"lacks \['object'\]"):
+        policy({"robot0_eef_pos": np.zeros(3)})
