@@ -373,10 +373,7 @@ def _episode(policy: RolloutPolicy, steps: int, image: bool = False) -> np.ndarr
     return np.stack(actions)
 
 
-TRAINABLE = [v for v in VARIANTS if v != "bc_vae"]
-
-
-@pytest.mark.parametrize("variant", TRAINABLE)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     def make() -> AlgoModel:
         seed_everything(0)
@@ -467,3 +464,56 @@ def test_missing_observation_keys_are_named():
     policy.start_episode()
     with pytest.raises(KeyError, match=r"lacks \['object'\]"):
         policy({"robot0_eef_pos": np.zeros(3)})
+
+
+VAE_PRIORS = {
+    "normal": {},
+    "learned": {"learn": True},
+    "conditioned": {"learn": True, "is_conditioned": True},
+    "gmm": {"learn": True, "use_gmm": True, "gmm_num_modes": 3, "gmm_learn_weights": True},
+    "categorical": {"use_categorical": True, "categorical_dim": 3},
+    "categorical_learned": {
+        "use_categorical": True,
+        "categorical_dim": 3,
+        "learn": True,
+        "is_conditioned": True,
+    },
+}
+
+
+@pytest.mark.parametrize("prior", sorted(VAE_PRIORS))
+def test_bc_vae_prior_options_train_and_export(prior, tmp_path):
+    config = tiny_config("bc_vae")
+    config.algo.vae.prior.update(VAE_PRIORS[prior])
+    seed_everything(0)
+    model = AlgoModel(config, LOW_DIM_SHAPES, AC_DIM)
+    optimizer = model.create_optimizer()
+    features, labels = LinearDemoInput().draw(torch.Generator().manual_seed(0))
+    for _ in range(2):
+        outputs = model.train_step(features, labels, optimizer)
+    assert torch.isfinite(outputs.loss) and float(outputs.scalars["kl_loss"]) > -1e-6
+    log = model.algo.log_info(model.algo.train_on_batch(model._training_batch(features, labels), 1))
+    assert ("Gumbel_Temperature" in log) == prior.startswith("categorical")
+    model.eval()
+    export_saved_model(model, tmp_path, global_step=2)
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert predictor.restore()
+    live = _episode(RolloutPolicy(model, seed=5), 3)
+    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=5), 3), live, atol=1e-5)
+
+
+def test_vae_kl_to_the_unit_normal_is_the_closed_form():
+    from t2r.robomimic.vae_nets import VAEActor
+
+    seed_everything(0)
+    algo = _algo("bc_vae")
+    net: VAEActor = algo.nets["policy"]  # type: ignore[assignment]
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    D = torch.distributions
+    expected = D.kl_divergence(
+        D.Independent(D.Normal(mu, (0.5 * logvar).exp()), 1),
+        D.Independent(D.Normal(torch.zeros(4), torch.ones(4)), 1),
+    ).mean()
+    kl = net.kl_loss({"mean": mu, "logvar": logvar}, mu, {}, None)
+    torch.testing.assert_close(kl, expected)

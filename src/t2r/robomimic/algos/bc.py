@@ -35,6 +35,7 @@ from t2r.robomimic.algos.base import (
 )
 from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork, RNNActorNetwork, TransformerActorNetwork
+from t2r.robomimic.vae_nets import VAEActor
 
 __all__ = [
     "BC",
@@ -487,7 +488,81 @@ class BC_Transformer_GMM(_LikelihoodLosses, BC_Transformer):
 
 
 class BC_VAE(BC):
-    """BC with a conditional VAE policy; lands with `t2r.robomimic.vae_nets`."""
+    """BC with a conditional VAE policy (``algo.vae``): loss = reconstruction +
+    ``kl_weight`` x KL; a categorical prior's Gumbel temperature anneals per epoch from
+    ``categorical_init_temp`` by ``categorical_temp_anneal_step`` down to
+    ``categorical_min_temp``. Rollouts decode prior samples."""
 
     def _create_networks(self) -> None:
-        raise NotImplementedError("BC_VAE is not implemented yet.")
+        vae = self.algo_config["vae"]
+        prior = vae["prior"]
+        self.nets = nn.ModuleDict()
+        self.nets["policy"] = VAEActor(
+            obs_shapes=self.obs_shapes,
+            goal_shapes=self.goal_shapes,
+            ac_dim=self.ac_dim,
+            obs_modalities=self.obs_modalities,
+            encoder_kwargs=self._encoder_kwargs(),
+            encoder_layer_dims=vae["encoder_layer_dims"],
+            decoder_layer_dims=vae["decoder_layer_dims"],
+            latent_dim=vae["latent_dim"],
+            decoder_is_conditioned=vae["decoder"]["is_conditioned"],
+            decoder_reconstruction_sum_across_elements=vae["decoder"][
+                "reconstruction_sum_across_elements"
+            ],
+            latent_clip=vae["latent_clip"],
+            prior_learn=prior["learn"],
+            prior_is_conditioned=prior["is_conditioned"],
+            prior_layer_dims=vae["prior_layer_dims"],
+            prior_use_gmm=prior["use_gmm"],
+            prior_gmm_num_modes=prior["gmm_num_modes"],
+            prior_gmm_learn_weights=prior["gmm_learn_weights"],
+            prior_use_categorical=prior["use_categorical"],
+            prior_categorical_dim=prior["categorical_dim"],
+            prior_categorical_gumbel_softmax_hard=prior["categorical_gumbel_softmax_hard"],
+        )
+        self.nets = self.nets.float().to(self.device)
+
+    def train_on_batch(self, batch: Batch, epoch: int, validate: bool = False) -> dict[str, Any]:
+        prior = self.algo_config["vae"]["prior"]
+        if prior["use_categorical"]:
+            temperature = (
+                prior["categorical_init_temp"] - epoch * prior["categorical_temp_anneal_step"]
+            )
+            self.policy_net.gumbel_temperature = max(temperature, prior["categorical_min_temp"])
+        return super().train_on_batch(batch, epoch, validate=validate)
+
+    def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:
+        outputs = self.policy_net.forward_train(
+            batch["actions"], batch["obs"], batch["goal_obs"], batch.get("freeze_encoder", False)
+        )
+        predictions = {
+            "actions": outputs["decoder_outputs"],
+            "kl_loss": outputs["kl_loss"],
+            "reconstruction_loss": outputs["reconstruction_loss"],
+            "encoder_z": outputs["encoder_z"],
+        }
+        if not self.algo_config["vae"]["prior"]["use_categorical"]:
+            predictions["encoder_variance"] = outputs["encoder_params"]["logvar"].detach().exp()
+        return predictions
+
+    def _compute_losses(
+        self, predictions: Mapping[str, torch.Tensor], batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        kl_loss = predictions["kl_loss"]
+        recons_loss = predictions["reconstruction_loss"]
+        action_loss = recons_loss + self.algo_config["vae"]["kl_weight"] * kl_loss
+        return OrderedDict(recons_loss=recons_loss, kl_loss=kl_loss, action_loss=action_loss)
+
+    def log_info(self, info: Mapping[str, Any]) -> dict[str, float]:
+        log = PolicyAlgo.log_info(self, info)
+        log["Loss"] = float(info["losses"]["action_loss"])
+        log["KL_Loss"] = float(info["losses"]["kl_loss"])
+        log["Reconstruction_Loss"] = float(info["losses"]["recons_loss"])
+        if self.algo_config["vae"]["prior"]["use_categorical"]:
+            log["Gumbel_Temperature"] = float(self.policy_net.gumbel_temperature)
+        else:
+            log["Encoder_Variance"] = float(info["predictions"]["encoder_variance"].mean())
+        if "policy_grad_norms" in info:
+            log["Policy_Grad_Norms"] = float(info["policy_grad_norms"])
+        return log
