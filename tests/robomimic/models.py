@@ -8,6 +8,7 @@ image BC policy.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -93,8 +94,18 @@ class LinearDemoInput:
     (B, T, AC_DIM) = tanh(obs_flat @ W) so that every policy head can fit them.
     """
 
-    def __init__(self, batch_size: int = 8, seed: int = 0, steps: int = SEQ, image: bool = False):
+    def __init__(
+        self,
+        batch_size: int = 8,
+        seed: int = 0,
+        steps: int = SEQ,
+        image: bool = False,
+        ranks: tuple[int, ...] | None = None,
+    ):
+        """With `ranks`, each batch is the concatenation of what those torchrun ranks
+        draw (rank r: seed + r); by default a process draws its own rank's batches."""
         self.batch_size, self.seed, self.steps, self.image = batch_size, seed, steps, image
+        self.ranks = ranks
         weights = torch.Generator().manual_seed(1234)
         self.weights = torch.randn(7, AC_DIM, generator=weights) * 0.5
 
@@ -102,9 +113,20 @@ class LinearDemoInput:
         pass
 
     def create_dataset(self, mode: str):
-        generator = torch.Generator().manual_seed(self.seed)
+        ranks = self.ranks if self.ranks is not None else (int(os.environ.get("RANK", "0")),)
+        generators = [torch.Generator().manual_seed(self.seed + r) for r in ranks]
         while True:
-            yield self.draw(generator)
+            parts = [self.draw(g) for g in generators]
+            if len(parts) == 1:
+                yield parts[0]
+                continue
+            features = specs.TensorSpecStruct(
+                {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
+            )
+            yield (
+                features,
+                specs.TensorSpecStruct(actions=torch.cat([p[1]["actions"] for p in parts])),
+            )
 
     def draw(self, generator: torch.Generator):
         b, t = self.batch_size, self.steps

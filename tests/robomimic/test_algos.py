@@ -517,3 +517,26 @@ def test_vae_kl_to_the_unit_normal_is_the_closed_form():
     ).mean()
     kl = net.kl_loss({"mean": mu, "logvar": logvar}, mu, {}, None)
     torch.testing.assert_close(kl, expected)
+
+
+def test_torchrun_averages_the_policy_gradients(tmp_path):
+    from tests.train.torchrun import run_two_processes
+
+    run_two_processes("tests.robomimic.run_distributed", str(tmp_path))
+    w0 = load_file(str(tmp_path / "weights_rank0.safetensors"))
+    w1 = load_file(str(tmp_path / "weights_rank1.safetensors"))
+    for name in w0:  # the ranks end bitwise equal
+        assert torch.equal(w0[name], w1[name]), name
+    # One process on both ranks' batches put together reaches the same weights.
+    seed_everything(0)
+    reference = AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM)
+    train_eval_model(
+        reference,
+        LinearDemoInput(batch_size=4, seed=0, ranks=(0, 1)),
+        max_train_steps=3,
+        model_dir=tmp_path / "reference",
+        show_progress=False,
+        device="cpu",
+    )
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(w0[name], value, rtol=1e-5, atol=1e-6, msg=name)
