@@ -540,3 +540,19 @@ def test_torchrun_averages_the_policy_gradients(tmp_path):
     )
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(w0[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_from_specs_reads_shapes_dtypes_and_the_action_dimension():
+    from t2r import specs
+
+    features = specs.TensorSpecStruct(
+        {
+            "obs/robot0_eef_pos": specs.ExtendedTensorSpec((SEQ, 3), torch.float32, name="a"),
+            "obs/object": specs.ExtendedTensorSpec((4,), torch.float32, name="b", is_sequence=True),
+            "obs/unused": specs.ExtendedTensorSpec((SEQ, 9), torch.float32, name="c"),
+        }
+    )
+    labels = specs.TensorSpecStruct(actions=specs.ExtendedTensorSpec((SEQ, 5), torch.float32))
+    model = AlgoModel.from_specs(tiny_config("bc"), features, labels)
+    assert model.stored_shapes == {"object": (4,), "robot0_eef_pos": (3,)}
+    assert model.ac_dim == 5

@@ -131,6 +131,44 @@ class AlgoModel(AbstractT2RModel):
         experiment = self.config.get("experiment", {})
         self.steps_per_epoch = experiment.get("epoch_every_n_steps") or None
 
+    @classmethod
+    def from_specs(
+        cls,
+        config: Config | Mapping[str, Any] | str,
+        feature_spec: Any,
+        label_spec: Any,
+        obs_normalization_stats: NormalizationStats | None = None,
+        action_normalization_stats: NormalizationStats | None = None,
+        device: torch.device | str = "cpu",
+    ) -> AlgoModel:
+        """An AlgoModel for data with these specs (e.g. the robomimic dataset's
+        ``specs()``): observation shapes and dtypes from ``obs/<key>`` (per step; a
+        non-sequence spec's leading time dimension is dropped), ``ac_dim`` from
+        ``actions``."""
+        features = specs.flatten_spec_structure(feature_spec)
+        labels = specs.flatten_spec_structure(label_spec)
+        if "actions" not in labels:
+            raise ValueError(
+                f"AlgoModel.from_specs: the labels have no 'actions' ({sorted(labels)})."
+            )
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, torch.dtype] = {}
+        for path, spec in features.items():
+            if not path.startswith("obs/"):
+                continue
+            shape = tuple(int(d) for d in spec.shape)
+            shapes[path[4:]] = shape if spec.is_sequence else shape[1:]
+            dtypes[path[4:]] = spec.dtype
+        return cls(
+            config,
+            shapes,
+            int(labels["actions"].shape[-1]),
+            obs_dtypes=dtypes,
+            obs_normalization_stats=obs_normalization_stats,
+            action_normalization_stats=action_normalization_stats,
+            device=device,
+        )
+
     # ------------------------------------------------------- normalization
     def _set_normalization(
         self, obs_stats: NormalizationStats | None, action_stats: NormalizationStats | None
