@@ -36,10 +36,24 @@ from t2r import specs
 from t2r.models import AbstractT2RModel, TrainStepOutputs
 from t2r.modes import ModeKeys
 from t2r.robomimic.algos import PolicyAlgo, algo_factory
-from t2r.robomimic.config import Config, all_obs_keys, load_config, obs_keys_by_modality
+from t2r.robomimic.config import (
+    Config,
+    all_obs_keys,
+    default_config,
+    load_config,
+    obs_keys_by_modality,
+)
 from t2r.robomimic.obs_encoders import IMAGE_MODALITIES, processed_shape
 
-__all__ = ["AlgoModel"]
+__all__ = ["LIFT_LOW_DIM_SHAPES", "AlgoModel"]
+
+#: robosuite Lift's low-dim observations, the keys of robomimic's default config.
+LIFT_LOW_DIM_SHAPES: dict[str, tuple[int, ...]] = {
+    "robot0_eef_pos": (3,),
+    "robot0_eef_quat": (4,),
+    "robot0_gripper_qpos": (2,),
+    "object": (10,),
+}
 
 NormalizationStats = Mapping[str, Mapping[str, Any]]
 
@@ -59,10 +73,11 @@ class AlgoModel(AbstractT2RModel):
 
     Args:
       config: a robomimic config (`t2r.robomimic.config.load_config` result, a dict or
-        a JSON path).
+        a JSON path); default robomimic's default BC config.
       obs_key_shapes: ``{key: shape}`` of the observations as stored (images
-        (H, W, C)); keys the config does not use are ignored.
-      ac_dim: action dimension.
+        (H, W, C)); keys the config does not use are ignored. Default: robosuite
+        Lift's low-dim observations (`LIFT_LOW_DIM_SHAPES`).
+      ac_dim: action dimension (7: robosuite's OSC_POSE arm + gripper).
       obs_dtypes: ``{key: dtype}`` of the stored observations (default uint8 for rgb,
         float32 otherwise).
       obs_normalization_stats: robomimic's ``{key: {"offset", "scale"}}`` (arrays of
@@ -81,16 +96,21 @@ class AlgoModel(AbstractT2RModel):
 
     def __init__(
         self,
-        config: Config | Mapping[str, Any] | str,
-        obs_key_shapes: Mapping[str, Sequence[int]],
-        ac_dim: int,
+        config: Config | Mapping[str, Any] | str | None = None,
+        obs_key_shapes: Mapping[str, Sequence[int]] | None = None,
+        ac_dim: int = 7,
         obs_dtypes: Mapping[str, torch.dtype] | None = None,
         obs_normalization_stats: NormalizationStats | None = None,
         action_normalization_stats: NormalizationStats | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
-        self.config = config if isinstance(config, Config) else load_config(config)
+        if config is None:
+            self.config = default_config("bc")
+        else:
+            self.config = config if isinstance(config, Config) else load_config(config)
+        if obs_key_shapes is None:
+            obs_key_shapes = LIFT_LOW_DIM_SHAPES
         self.ac_dim = int(ac_dim)
         modalities = {
             key: modality
