@@ -556,3 +556,18 @@ def test_from_specs_reads_shapes_dtypes_and_the_action_dimension():
     model = AlgoModel.from_specs(tiny_config("bc"), features, labels)
     assert model.stored_shapes == {"object": (4,), "robot0_eef_pos": (3,)}
     assert model.ac_dim == 5
+
+
+def test_image_normalization_stats_are_in_the_processed_layout():
+    config = tiny_config("bc", image=True)
+    config.train.hdf5_normalize_obs = True
+    h, w, c = IMAGE_SHAPES["agentview_image"]
+    offset = np.random.default_rng(0).random((1, c, h, w)).astype(np.float32)
+    stats = {"agentview_image": {"offset": offset, "scale": np.full((1, c, h, w), 0.5, np.float32)}}
+    model = AlgoModel(config, IMAGE_SHAPES, AC_DIM, obs_normalization_stats=stats)
+    image = torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8)
+    processed = model.algo.process_obs_dict(
+        {"agentview_image": image}, model.obs_normalization_stats()
+    )["agentview_image"]
+    expected = (image.permute(0, 3, 1, 2).float() / 255 - torch.from_numpy(offset)) / 0.5
+    torch.testing.assert_close(processed, expected)

@@ -43,7 +43,7 @@ from t2r.robomimic.config import (
     load_config,
     obs_keys_by_modality,
 )
-from t2r.robomimic.obs_encoders import IMAGE_MODALITIES, processed_shape
+from t2r.robomimic.obs_encoders import processed_shape
 
 __all__ = ["LIFT_LOW_DIM_SHAPES", "AlgoModel"]
 
@@ -80,9 +80,11 @@ class AlgoModel(AbstractT2RModel):
       ac_dim: action dimension (7: robosuite's OSC_POSE arm + gripper).
       obs_dtypes: ``{key: dtype}`` of the stored observations (default uint8 for rgb,
         float32 otherwise).
-      obs_normalization_stats: robomimic's ``{key: {"offset", "scale"}}`` (arrays of
-        shape (1, *shape)); with ``train.hdf5_normalize_obs`` the model always holds
-        them (identity until given, restored from checkpoints).
+      obs_normalization_stats: robomimic's ``{key: {"offset", "scale"}}`` of the
+        processed observations (arrays of shape (1, *shape), images (1, C, H, W) as
+        float in [0, 1], as the dataset's ``get_obs_normalization_stats``); with
+        ``train.hdf5_normalize_obs`` the model always holds them (identity until
+        given, restored from checkpoints).
       action_normalization_stats: ``{action key: {"offset", "scale"}}`` for the keys of
         ``train.action_keys`` (concatenated in that order); PREDICT returns
         ``action * scale + offset``.
@@ -198,14 +200,12 @@ class AlgoModel(AbstractT2RModel):
         )
         self.obs_norm = nn.Module()
         if self.obs_normalized:
-            for key, shape in self.stored_shapes.items():
+            for key, stored in self.stored_shapes.items():
+                # robomimic's layout: (1, *processed shape): images (1, C, H, W).
+                shape = processed_shape(self.obs_modalities[key], stored)
                 stats = (obs_stats or {}).get(key)
                 offset = torch.zeros(shape) if stats is None else _stat(stats["offset"], shape, key)
                 scale = torch.ones(shape) if stats is None else _stat(stats["scale"], shape, key)
-                # Stored layout; images are normalized after the HWC -> CHW processing.
-                if self.obs_modalities[key] in IMAGE_MODALITIES:
-                    offset, scale = offset.movedim(-1, -3), scale.movedim(-1, -3)
-                # robomimic's layout: (1, *shape).
                 self.obs_norm.register_buffer(f"offset_{key}", offset.unsqueeze(0))
                 self.obs_norm.register_buffer(f"scale_{key}", scale.unsqueeze(0))
         action_config = self.config["train"].get("action_config") or {}
