@@ -571,3 +571,33 @@ def test_image_normalization_stats_are_in_the_processed_layout():
     )["agentview_image"]
     expected = (image.permute(0, 3, 1, 2).float() / 255 - torch.from_numpy(offset)) / 0.5
     torch.testing.assert_close(processed, expected)
+
+
+def test_open_loop_bc_rnn_acts_on_the_chunks_first_observation(tmp_path):
+    config = tiny_config("bc_rnn")
+    config.algo.rnn.open_loop = True
+    seed_everything(0)
+    model = AlgoModel(config, LOW_DIM_SHAPES, AC_DIM)
+    _train(model, tmp_path / "m", 2)
+    model.eval()
+    algo = model.algo
+    algo.reset()
+    g = torch.Generator().manual_seed(0)
+    obs = [
+        {k: torch.randn(1, *s, generator=g) for k, s in LOW_DIM_SHAPES.items()} for _ in range(2)
+    ]
+    first = algo.get_action(obs[0])
+    algo.reset()
+    algo.get_action(obs[1])
+    algo.reset()
+    assert torch.equal(algo.get_action(obs[0]), first)
+    # Within the chunk the observation is ignored: obs[1] acts like obs[0] would.
+    second = algo.get_action(obs[1])
+    algo.reset()
+    algo.get_action(obs[0])
+    torch.testing.assert_close(algo.get_action(obs[0]), second, rtol=0, atol=0)
+    export_saved_model(model, tmp_path / "export", global_step=2)
+    predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
+    assert predictor.restore()
+    live = _episode(RolloutPolicy(model, seed=0), 2 * SEQ)
+    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=0), 2 * SEQ), live, atol=1e-5)
