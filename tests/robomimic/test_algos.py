@@ -410,12 +410,26 @@ def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     )
 
 
-def test_an_image_policy_exports_and_rolls_out(tmp_path):
-    seed_everything(0)
-    model = AlgoModel(tiny_config("bc", image=True), IMAGE_SHAPES, AC_DIM)
-    _train(model, tmp_path / "m", 2, image=True)
+@pytest.mark.slow
+def test_an_image_policy_resumes_bitwise_exports_and_rolls_out(tmp_path):
+    """ResNet-18 + spatial softmax + random crops: the crops draw from torch's RNG, which
+    the checkpoint restores, and BatchNorm statistics are buffers of the checkpoint."""
+
+    def make() -> AlgoModel:
+        seed_everything(0)
+        return AlgoModel(tiny_config("bc", image=True), IMAGE_SHAPES, AC_DIM)
+
+    model = make()
+    _train(model, tmp_path / "a", 4, image=True)
+    first_half = make()
+    _train(first_half, tmp_path / "b", 2, image=True)
+    resumed = make()
+    _train(resumed, tmp_path / "b", 4, image=True)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert any("running_mean" in name for name in model.state_dict())
     model.eval()
-    export_saved_model(model, tmp_path / "export", global_step=2)
+    export_saved_model(model, tmp_path / "export", global_step=4)
     predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
     assert predictor.restore()
     assert predictor.get_feature_specification()["obs/agentview_image"].dtype == torch.uint8
