@@ -307,6 +307,32 @@ def test_the_epoch_schedule_decays_the_rate_at_epoch_boundaries():
     assert rates[2 * steps_per_epoch :] == pytest.approx([1e-5] * steps_per_epoch)
 
 
+def test_step_every_batch_schedules_count_steps_and_linear_decays_per_epoch():
+    config = tiny_config("bc")
+    config.algo.optim_params.policy.learning_rate.update(
+        {"epoch_schedule": [3], "step_every_batch": True}
+    )
+    algo = algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    rates = []
+    for _ in range(5):
+        rates.append(algo.optimizers["policy"].param_groups[0]["lr"])
+        algo.on_gradient_step()
+    assert rates == pytest.approx([1e-4, 1e-4, 1e-4, 1e-5, 1e-5])
+    config = tiny_config("bc")
+    config.algo.optim_params.policy.learning_rate.update(
+        {"epoch_schedule": [2], "scheduler_type": "linear", "decay_factor": 0.5}
+    )
+    algo = algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    per_epoch = config.experiment.epoch_every_n_steps
+    rates = []
+    for _ in range(3 * per_epoch):
+        rates.append(algo.optimizers["policy"].param_groups[0]["lr"])
+        algo.on_gradient_step()
+    # torch's LinearLR over epochs: 1, 0.75, 0.5 of the rate, each for one epoch.
+    expected = [1e-4] * per_epoch + [0.75e-4] * per_epoch + [0.5e-4] * per_epoch
+    assert rates == pytest.approx(expected)
+
+
 def test_bc_rnn_restarts_its_hidden_state_every_horizon():
     seed_everything(0)
     algo = _algo("bc_rnn")
@@ -615,3 +641,23 @@ def test_open_loop_bc_rnn_acts_on_the_chunks_first_observation(tmp_path):
     assert predictor.restore()
     live = _episode(RolloutPolicy(model, seed=0), 2 * SEQ)
     np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=0), 2 * SEQ), live, atol=1e-5)
+
+
+def test_gaussian_and_gmm_heads_follow_robomimics_formulas():
+    import torch.nn.functional as F
+
+    gaussian = _algo("bc_gaussian").nets["policy"]
+    raw = {"mean": torch.tensor([[20.0, -0.3]]), "scale": torch.tensor([[-3.0, 40.0]])}
+    params = gaussian.dist_params(raw)  # training mode
+    torch.testing.assert_close(params["mean"], torch.tanh(raw["mean"].clamp(-9, 9)))
+    expected_std = (F.softplus(raw["scale"]) * 0.1 / F.softplus(torch.zeros(1))).clamp(0.01, 7.5)
+    torch.testing.assert_close(params["scale"], expected_std)
+    gaussian.eval()  # low_noise_eval: the mean, std 1e-4
+    assert torch.all(gaussian.dist_params(raw)["scale"] == 1e-4)
+    assert gaussian.noise_shapes() == {}
+    gmm = _algo("bc_gmm").nets["policy"]
+    raw = {"mean": torch.randn(1, 3, 2), "scale": torch.randn(1, 3, 2), "logits": torch.randn(1, 3)}
+    params = gmm.dist_params(raw)
+    torch.testing.assert_close(params["scale"], F.softplus(raw["scale"]) + 1e-4)
+    torch.testing.assert_close(params["mean"], torch.tanh(raw["mean"]))
+    assert gmm.noise_shapes() == {"uniform": 1, "normal": AC_DIM}

@@ -139,7 +139,9 @@ def lr_scheduler_from_optim_params(
     ``multistep``: times ``decay_factor`` at each epoch of ``epoch_schedule``;
     ``linear``: from 1 to ``decay_factor`` over ``epoch_schedule[0]`` epochs;
     ``cosine`` (``step_every_batch``): warmup then a cosine over all steps.
-    Epoch-based factors change at epoch boundaries (``step // steps_per_epoch``).
+    Epoch-based factors change at epoch boundaries (``step // steps_per_epoch``); with
+    ``learning_rate.step_every_batch`` robomimic steps the schedule per batch, so
+    its milestones count steps.
     """
     lr_config = net_optim_params["learning_rate"]
     kind = lr_config.get("scheduler_type", "multistep")
@@ -167,14 +169,17 @@ def lr_scheduler_from_optim_params(
             return max(0.0, 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress)))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-    if steps_per_epoch is None:
+    if kind == "linear" and len(schedule) != 1:
+        raise ValueError(f"a linear schedule takes one end epoch, got epoch_schedule={schedule}.")
+    if lr_config.get("step_every_batch", False):
+        per_epoch = 1  # robomimic steps the schedule every batch: the milestones count steps
+    elif steps_per_epoch is None:
         raise ValueError(
             "learning_rate.epoch_schedule needs the number of steps per epoch: set "
             "experiment.epoch_every_n_steps."
         )
-    if kind == "linear" and len(schedule) != 1:
-        raise ValueError(f"a linear schedule takes one end epoch, got epoch_schedule={schedule}.")
-    per_epoch = int(steps_per_epoch)
+    else:
+        per_epoch = int(steps_per_epoch)
 
     def epoch_factor(step: int) -> float:
         epoch = step // per_epoch
