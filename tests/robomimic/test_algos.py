@@ -30,6 +30,17 @@ from .models import (
     tiny_config,
 )
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread is faster, and on a shared, loaded
+    machine a second thread that spin-waits made a 2 s test take 60 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 CLASS_OF_VARIANT = {
     "bc": "BC",
     "bc_gaussian": "BC_Gaussian",
