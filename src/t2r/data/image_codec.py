@@ -208,13 +208,15 @@ def _decode_with_pillow(data: bytes, key: str, fmt: str) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def _decode_jpeg(data: bytes, key: str) -> np.ndarray:
+def _decode_jpeg(data: bytes, key: str, fast_dct: bool = False) -> np.ndarray:
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         if colorspace.upper() not in ("GRAY", "YCBCR", "RGB"):
             return _decode_with_pillow(data, key, "jpeg")  # CMYK / YCCK
         gray = colorspace.upper() == "GRAY"
-        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB")
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY" if gray else "RGB", fastdct=fast_dct
+        )
         return np.asarray(pixels).reshape(height, width, 1 if gray else 3)
     except ValueError:  # simplejpeg rejects some files Pillow reads (or reports them)
         return _decode_with_pillow(data, key, "jpeg")
@@ -222,9 +224,10 @@ def _decode_jpeg(data: bytes, key: str) -> np.ndarray:
 
 def decode_image(
     data: bytes,
-    expected_shape: tuple[int, int, int],
+    expected_shape: tuple[int, ...],
     dtype: Any = np.uint8,
     key: str = "image",
+    dct_method: Literal["INTEGER_ACCURATE", "INTEGER_FAST"] = "INTEGER_ACCURATE",
 ) -> np.ndarray:
     """Decodes JPEG or PNG bytes into an ``(H, W, C)`` array of ``dtype``.
 
@@ -239,6 +242,11 @@ def decode_image(
         expected_shape: ``(H, W, C)``.
         dtype: uint8, or uint16 for 16-bit PNG (numpy or torch dtype).
         key: the feature name, used in error messages.
+        dct_method: JPEG's inverse DCT, named as TensorFlow names it:
+            ``'INTEGER_ACCURATE'`` (libjpeg's islow; what Pillow gives) or
+            ``'INTEGER_FAST'`` (ifast; what ``tf.image.decode_jpeg`` and tfds give
+            by default). They differ by a few levels per pixel. The rare JPEGs
+            simplejpeg cannot read go to Pillow, which is always INTEGER_ACCURATE.
 
     Raises:
         DataError: undecodable data, or a shape or bit depth other than expected,
@@ -264,8 +272,13 @@ def decode_image(
             f"image {key!r}: expected shape {shape}, but the {fmt or 'image'} header says "
             f"{height}x{width} pixels (height x width); not decoding it"
         )
+    if dct_method not in ("INTEGER_ACCURATE", "INTEGER_FAST"):
+        raise ValueError(
+            f"image {key!r}: dct_method must be 'INTEGER_ACCURATE' or 'INTEGER_FAST', "
+            f"got {dct_method!r}"
+        )
     if fmt == "jpeg":
-        pixels = _decode_jpeg(data, key)
+        pixels = _decode_jpeg(data, key, fast_dct=dct_method == "INTEGER_FAST")
     elif fmt == "png":
         depth, color_type = _png_header(data)
         if depth == 16 and color_type in (2, 6):

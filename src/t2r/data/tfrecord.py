@@ -41,7 +41,9 @@ __all__ = [
     "expand_file_patterns",
     "masked_crc32c",
     "read_tfrecord",
+    "read_tfrecord_at",
     "read_tfrecord_with_offsets",
+    "tfrecord_offsets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -345,6 +347,63 @@ def count_tfrecords(
                 if len(skipped) < length + 4:
                     return count
             count += 1
+
+
+def tfrecord_offsets(path: str | os.PathLike[str]) -> list[int]:
+    """Byte offsets of the records of one uncompressed TFRecord file, from the headers.
+
+    One 12-byte read and a seek per record (no data read, no crc checked); a record
+    cut short at the end of the file is not listed. With :func:`read_tfrecord_at`
+    this gives random access to records (RLDS episodes, one record each).
+    """
+    path = os.fspath(path)
+    offsets: list[int] = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset + 12 <= size:
+            f.seek(offset)
+            (length,) = _LENGTH.unpack(f.read(8))
+            if offset + 16 + length > size:
+                break
+            offsets.append(offset)
+            offset += 16 + length
+    return offsets
+
+
+def read_tfrecord_at(path: str | os.PathLike[str], offset: int, verify_crc: bool = True) -> bytes:
+    """The record whose length field starts at byte ``offset`` of an uncompressed file.
+
+    Raises:
+        DataError: a bad crc or a truncated record, naming the file and offset.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        header = f.read(12)
+        if len(header) < 12:
+            raise DataError(f"{path}: record at byte {offset}: truncated header")
+        length, length_crc = _HEADER.unpack(header)
+        if verify_crc and masked_crc32c(header[:8]) != length_crc:
+            raise DataError(
+                f"{path}: record at byte {offset}: length crc mismatch: stored "
+                f"0x{length_crc:08x}, computed 0x{masked_crc32c(header[:8]):08x}"
+            )
+        data = f.read(length)
+        footer = f.read(4)
+    if len(data) < length or len(footer) < 4:
+        raise DataError(
+            f"{path}: record at byte {offset}: truncated record: needs {length + 4} bytes "
+            f"of data and crc, got {len(data) + len(footer)}"
+        )
+    if verify_crc:
+        (data_crc,) = _CRC.unpack(footer)
+        if masked_crc32c(data) != data_crc:
+            raise DataError(
+                f"{path}: record at byte {offset}: data crc mismatch: stored 0x{data_crc:08x}, "
+                f"computed 0x{masked_crc32c(data):08x} ({length} data bytes)"
+            )
+    return data
 
 
 def read_tfrecord(
