@@ -306,16 +306,7 @@ def load_rlds_info(directory: str | os.PathLike[str]) -> RLDSDatasetInfo:
 def window_spec(step_spec: Any, window_size: int) -> TensorSpecStruct:
     """``step_spec`` with a leading window dimension: ``(T, *shape)`` for every step spec."""
     return TensorSpecStruct(
-        (
-            path,
-            ExtendedTensorSpec(
-                (window_size, *_shape(spec)),
-                spec.dtype,
-                name=spec.name,
-                data_format=spec.data_format,
-                is_optional=spec.is_optional,
-            ),
-        )
+        (path, ExtendedTensorSpec.from_spec(spec, shape=(window_size, *_shape(spec))))
         for path, spec in flatten_spec_structure(step_spec).items()
     )
 
