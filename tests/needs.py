@@ -64,3 +64,13 @@ def pose_toy_env(**kwargs: Any) -> Any:
         return pose_env.PoseToyEnv(**kwargs)
     except pose_env.RenderBackendError as error:  # no EGL / OSMesa on this machine
         skip_or_fail(str(error))
+
+
+def lang_reach_env(**kwargs: Any) -> Any:
+    """A `LangReachEnv(**kwargs)`, or skip_or_fail without MuJoCo or an offscreen renderer."""
+    lang_env = needs_module("t2r.research.lang_env.lang_env")
+    pose_env = needs_module("t2r.research.pose_env.pose_env")
+    try:
+        return lang_env.LangReachEnv(**kwargs)
+    except pose_env.RenderBackendError as error:
+        skip_or_fail(str(error))
