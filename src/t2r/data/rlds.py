@@ -80,6 +80,7 @@ __all__ = [
     "ParseRLDSWindowsFn",
     "RLDSDatasetInfo",
     "RLDSEpisode",
+    "RLDSEpisodeWriter",
     "RLDSInputGenerator",
     "RLDSSource",
     "RLDSSplit",
@@ -986,3 +987,70 @@ def write_rlds(
         directory,
     )
     return load_rlds_info(directory)
+
+
+class RLDSEpisodeWriter:
+    """A replay writer that writes RLDS: ``t2r.collect.run_env(..., replay_writer=...)``.
+
+    ``open(path)`` starts a dataset directory at ``path`` (run_env passes a unique
+    name under ``<root_dir>/policy_<tag>/``); ``write(episodes)`` takes what the
+    ``episode_to_transitions_fn`` made of one episode: a list of `write_rlds`
+    episode dicts (usually one; none to skip the episode); ``close()`` writes the
+    directory with `write_rlds` (nothing when no episode came). ``paths`` lists
+    the directories written, which `RLDSSource` reads.
+
+    Args:
+        step_spec, name, version, split, episode_spec, num_shards: as for `write_rlds`.
+    """
+
+    def __init__(
+        self,
+        step_spec: Any,
+        *,
+        name: str,
+        version: str = "1.0.0",
+        split: str = "train",
+        episode_spec: Any = None,
+        num_shards: int | None = None,
+    ) -> None:
+        self.step_spec = step_spec
+        self.name, self.version, self.split = name, version, split
+        self.episode_spec = episode_spec
+        self.num_shards = num_shards
+        self.paths: list[str] = []
+        self.num_episodes = 0
+        self._path: str | None = None
+        self._episodes: list[Mapping[str, Any]] = []
+
+    @property
+    def is_open(self) -> bool:
+        return self._path is not None
+
+    def open(self, path: str | os.PathLike[str]) -> None:
+        if self._path is not None:
+            raise ValueError(f"RLDSEpisodeWriter is already open (on {self._path}).")
+        self._path = os.fspath(path)
+        self._episodes = []
+
+    def write(self, episodes: Sequence[Mapping[str, Any]]) -> None:
+        if self._path is None:
+            raise ValueError("RLDSEpisodeWriter.write() before open().")
+        self._episodes.extend(episodes)
+
+    def close(self) -> None:
+        path, episodes = self._path, self._episodes
+        self._path, self._episodes = None, []
+        if path is None or not episodes:
+            return
+        write_rlds(
+            path,
+            episodes,
+            self.step_spec,
+            name=self.name,
+            version=self.version,
+            split=self.split,
+            episode_spec=self.episode_spec,
+            num_shards=self.num_shards,
+        )
+        self.paths.append(path)
+        self.num_episodes += len(episodes)

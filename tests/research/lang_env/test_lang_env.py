@@ -117,7 +117,7 @@ def test_demos_are_rlds_that_rt1_windows_read(tmp_path: Path) -> None:
         ]
         world = episode.step_values("action/world_vector")
         assert np.abs(world).max() <= 1.0 and (world[-1] == 0).all() and (world[:, 2] == 0).all()
-        assert episode.step_values("reward").tolist() == [0.0] * (n - 1) + [1.0]
+        assert episode.step_values("reward").tolist() == [0.0] * (n - 2) + [1.0, 0.0]
         assert episode.step_values("is_terminal")[-1]
         # The labels point at the block: the effector gets closer along the demo.
         effector = episode.step_values("observation/effector")
@@ -193,3 +193,41 @@ def test_the_window_policy_repeats_step_zero_like_the_training_windows() -> None
             policy({"image": image, "natural_language_embedding": np.zeros(4, np.float32)})
     assert model.seen[:4] == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [1, 2, 3]]
     assert model.seen[4] == [10, 10, 10]
+
+
+def test_collect_writes_rlds_through_run_env(tmp_path: Path) -> None:
+    """t2r.collect.run_env with the RLDS replay writer: collect feeds RT-1."""
+    from t2r.collect import run_env
+    from t2r.research.lang_env.demos import (
+        EpisodeToRLDS,
+        ScriptedReachPolicy,
+        rlds_episode_writer,
+    )
+
+    env = lang_reach_env(seed=2)
+    writer = rlds_episode_writer()
+    result = run_env(
+        env,
+        ScriptedReachPolicy(env, noise=0.0),
+        episode_to_transitions_fn=EpisodeToRLDS(),
+        replay_writer=writer,
+        root_dir=tmp_path,
+        num_episodes=3,
+        show_progress=False,
+    )
+    env.close()
+    assert result.mean_reward == 1.0
+    (directory,) = writer.paths
+    assert result.record_files == [directory]
+    episodes = list(RLDSSource(directory).episodes())
+    assert len(episodes) == 3 and writer.num_episodes == 3
+    for episode in episodes:
+        n = episode.num_steps
+        assert episode.step_values("reward").tolist() == [0.0] * (n - 2) + [1.0, 0.0]
+        assert episode.step_values("is_terminal").tolist() == [False] * (n - 1) + [True]
+        world = episode.step_values("action/world_vector")
+        effector = episode.step_values("observation/effector")
+        # Without noise the executed moves are the labels: effector deltas follow them.
+        np.testing.assert_allclose(
+            effector[1:] - effector[:-1], world[:-1, :2] * env.step_size, atol=1e-6
+        )
