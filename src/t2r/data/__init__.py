@@ -11,6 +11,9 @@
 * Data sources (:mod:`t2r.data.sources`): the small protocol a format
   implements (list units, read one, its length); TFRecord files, in-memory
   arrays and a growing replay directory implement it.
+* RLDS (:mod:`t2r.data.rlds`): tensorflow-datasets episode directories read
+  as windows of steps (``RLDSSource``, ``RLDSInputGenerator``) and written
+  (``write_rlds``, ``RLDSEpisodeWriter`` for collect).
 * Input generators (:mod:`t2r.data.input_generators`), Tensor2Robot's names:
   ``DefaultRecordInputGenerator`` and friends, on torch DataLoaders that shard
   units over workers and ranks (:mod:`t2r.data.pipeline`); any source through
@@ -49,6 +52,13 @@ from t2r.data.input_generators import (
 )
 from t2r.data.parsing import ParseTFExampleFn, create_parse_tf_example_fn
 from t2r.data.pipeline import BatchIterable, RecordBatchDataset, resolve_rank_and_world_size
+from t2r.data.rlds import (
+    RLDSEpisodeWriter,
+    RLDSInputGenerator,
+    RLDSSource,
+    load_rlds_info,
+    write_rlds,
+)
 from t2r.data.serializing import SerializeTFExampleFn, create_serialize_tf_example_fn
 from t2r.data.sources import DataSource, InMemorySource, ReplayDirectorySource, TFRecordSource
 from t2r.data.tfrecord import (
@@ -81,6 +91,9 @@ __all__ = [
     "Int64List",
     "MultiEvalRecordInputGenerator",
     "ParseTFExampleFn",
+    "RLDSEpisodeWriter",
+    "RLDSInputGenerator",
+    "RLDSSource",
     "ReadStats",
     "RecordBatchDataset",
     "ReplayDirectorySource",
@@ -100,7 +113,9 @@ __all__ = [
     "expand_file_patterns",
     "get_multi_eval_name",
     "is_temporary_path",
+    "load_rlds_info",
     "read_tfrecord",
     "read_tfrecord_with_offsets",
     "resolve_rank_and_world_size",
+    "write_rlds",
 ]
