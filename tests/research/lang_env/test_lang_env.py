@@ -35,7 +35,7 @@ def test_observations_and_instructions(env: Any) -> None:
     )
     assert observation["natural_language_instruction"] == "reach the blue block"
     assert info["target"] == "blue" and not info["success"]
-    assert observation["image"].shape == (32, 32, 3) and observation["image"].dtype == np.uint8
+    assert observation["image"].shape == (64, 64, 3) and observation["image"].dtype == np.uint8
     np.testing.assert_array_equal(
         observation["natural_language_embedding"],
         SeededTextEncoder()(["reach the blue block"])[0],
@@ -125,7 +125,7 @@ def test_demos_are_rlds_that_rt1_windows_read(tmp_path: Path) -> None:
     # The windows RT-1 reads (its spec names, T = 6).
     spec = TensorSpecStruct(
         [
-            ("observation/image", TSpec((6, 32, 32, 3), torch.uint8, name="observation/image")),
+            ("observation/image", TSpec((6, 64, 64, 3), torch.uint8, name="observation/image")),
             (
                 "observation/natural_language_embedding",
                 TSpec((6, 512), torch.float32, name="observation/natural_language_embedding"),
@@ -141,7 +141,7 @@ def test_demos_are_rlds_that_rt1_windows_read(tmp_path: Path) -> None:
     )
     windows = [w for _, w in source.read(source.units()[0], ReadStats())]
     features, parsed = source.make_parse_fn(spec, labels, True)(windows)
-    assert tuple(features["observation/image"].shape) == (len(windows), 6, 32, 32, 3)
+    assert tuple(features["observation/image"].shape) == (len(windows), 6, 64, 64, 3)
     assert parsed["action/terminate_episode"][-1, -1].tolist() == [1, 0, 0]
 
 

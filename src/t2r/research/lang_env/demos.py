@@ -59,7 +59,7 @@ CONTINUE = np.array([0, 1, 0], np.int32)
 TERMINATE = np.array([1, 0, 0], np.int32)
 
 
-def demo_step_spec(render_size: int = 32, embedding_size: int = 512) -> TensorSpecStruct:
+def demo_step_spec(render_size: int = 64, embedding_size: int = 512) -> TensorSpecStruct:
     """One step's features as the demos store them (paths as in RT-1's RLDS)."""
     return TensorSpecStruct(
         [
@@ -215,7 +215,7 @@ def scripted_episodes(
         )
 
 
-def rlds_episode_writer(render_size: int = 32, embedding_size: int = 512) -> RLDSEpisodeWriter:
+def rlds_episode_writer(render_size: int = 64, embedding_size: int = 512) -> RLDSEpisodeWriter:
     """A replay writer for ``t2r.collect.run_env`` with `EpisodeToRLDS`: collect
     writes the task's episodes as RLDS that RT-1 trains on."""
     return RLDSEpisodeWriter(
@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--val_episodes", type=int, default=30)
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--render_size", type=int, default=32)
+    parser.add_argument("--render_size", type=int, default=64)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     env = LangReachEnv(render_size=args.render_size)

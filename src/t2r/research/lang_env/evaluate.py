@@ -167,7 +167,7 @@ def main(
     parser.add_argument("--gin_configs", action="append", default=[])
     parser.add_argument("--gin_bindings", action="append", default=[])
     parser.add_argument("--episodes", type=int, default=20, help="per instruction")
-    parser.add_argument("--render_size", type=int, default=32)
+    parser.add_argument("--render_size", type=int, default=64)
     parser.add_argument("--json_out", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

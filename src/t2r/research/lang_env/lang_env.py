@@ -6,7 +6,7 @@ new effector start and an instruction naming one block; the effector moves by
 Cartesian deltas until it is over the named block.
 
 * observation (a dict):
-  ``image`` ``(render_size, render_size, 3)`` uint8 (32x32 by default),
+  ``image`` ``(render_size, render_size, 3)`` uint8 (64x64 by default),
   ``natural_language_embedding`` ``(512,)`` float32 (the instruction embedded
   by the env's text encoder), ``natural_language_instruction`` str,
   ``effector`` ``(2,)`` float32 (x, y) (a state the scripted demonstrator reads;
@@ -19,12 +19,13 @@ Cartesian deltas until it is over the named block.
   ``success_radius`` of the named block's centre (in x, y), else 0.0;
   ``truncated`` after ``max_episode_steps``. ``info["success"]`` says which.
 
-Why 32x32 images: the learning result trains RT-1 on 2 CPU cores shared with
-other jobs, and every training example encodes 6 frames; at 64 px a training
-step of the small RT-1 took 5-10 s there. At 32 px the camera (which sees
-0.58 m of table) shows a block (7 cm) about 4 pixels wide and the effector
-(5 cm) about 3, in distinct colours, which is enough to locate both; pass
-``render_size=64`` (or more) where compute allows.
+Why 64x64 images: RT-1 trains here on 2 CPU cores shared with other jobs, and
+every training example encodes 6 frames, so pixels are the cost. 64 px is the
+smallest size that keeps space in the image features: the FiLM-EfficientNet
+downsamples by 32, so 64 px leaves a 2x2 map of tokens (32 px leaves 1x1, and a
+small RT-1 trained at 32 px did not learn the task beyond 20%), while 96 px costs
+about 3x more per step. At 64 px a block (7 cm) is about 8 pixels wide and the
+effector (5 cm) about 6.
 
 Instructions are ``"reach the <colour> block"``; success is reported per
 instruction by `t2r.research.lang_env.evaluate`. Rendering is headless, as in
@@ -132,7 +133,7 @@ class LangReachEnv(gym.Env):
     def __init__(
         self,
         colours: Sequence[str] = ("red", "green", "blue"),
-        render_size: int = 32,
+        render_size: int = 64,
         max_episode_steps: int = 25,
         step_size: float = 0.05,
         success_radius: float = 0.05,
