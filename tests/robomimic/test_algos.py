@@ -672,3 +672,36 @@ def test_gaussian_and_gmm_heads_follow_robomimics_formulas():
     torch.testing.assert_close(params["scale"], F.softplus(raw["scale"]) + 1e-4)
     torch.testing.assert_close(params["mean"], torch.tanh(raw["mean"]))
     assert gmm.noise_shapes() == {"uniform": 1, "normal": AC_DIM}
+
+
+@pytest.mark.parametrize("variant", ["bc", "bc_rnn_gmm", "bc_transformer"])
+def test_goal_conditioned_policies_train_export_and_act_on_goals(variant, tmp_path):
+    config = tiny_config(variant)
+    config.observation.modalities.goal.low_dim = ["object"]
+    seed_everything(0)
+    model = AlgoModel(config, LOW_DIM_SHAPES, AC_DIM)
+    spec = model.get_feature_specification_for_packing("train")
+    assert spec["goal_obs/object"].shape == (4,) and not spec["goal_obs/object"].is_sequence
+    features, labels = LinearDemoInput().draw(torch.Generator().manual_seed(0))
+    features["goal_obs/object"] = torch.rand(8, 4)
+    optimizer = model.create_optimizer()
+    for _ in range(2):
+        assert torch.isfinite(model.train_step(features, labels, optimizer).loss)
+    model.eval()
+    export_saved_model(model, tmp_path, global_step=2)
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert predictor.restore()
+    env = ToyReachEnv()
+    obs, _ = env.reset(seed=0)
+    goals = [{"object": np.full(4, 0.5)}, {"object": np.full(4, -0.5)}]
+    actions = {}
+    for name, policy in (
+        ("live", RolloutPolicy(model, seed=0)),
+        ("export", RolloutPolicy(predictor, seed=0)),
+    ):
+        for i, goal in enumerate(goals):
+            policy.start_episode()
+            actions[name, i] = policy(obs, goal=goal)
+    for i in range(2):
+        np.testing.assert_allclose(actions["export", i], actions["live", i], atol=1e-5)
+    assert not np.allclose(actions["live", 0], actions["live", 1])  # the goal is used
