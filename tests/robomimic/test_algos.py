@@ -705,3 +705,31 @@ def test_goal_conditioned_policies_train_export_and_act_on_goals(variant, tmp_pa
     for i in range(2):
         np.testing.assert_allclose(actions["export", i], actions["live", i], atol=1e-5)
     assert not np.allclose(actions["live", 0], actions["live", 1])  # the goal is used
+
+
+def test_depth_images_have_their_own_encoder_and_unsupported_cores_are_named():
+    config = tiny_config("bc")
+    config.observation.modalities.obs.depth = ["agentview_depth"]
+    config.observation.encoder.depth.core_kwargs = {
+        "feature_dimension": 6,
+        "pool_class": "SpatialMeanPool",
+        "pool_kwargs": {},
+    }
+    shapes = {**LOW_DIM_SHAPES, "agentview_depth": (16, 16, 1)}
+    seed_everything(0)
+    model = AlgoModel(config, shapes, AC_DIM)
+    assert model.get_feature_specification("train")["obs/agentview_depth"].dtype == torch.float32
+    encoder = model.algo.nets["policy"].encoder.nets["obs"]
+    assert encoder.cores["agentview_depth"].nets[0].net.stem_conv.in_channels == 1
+    assert encoder.feature_dim == 3 + 4 + 6
+    depth = torch.rand(2, 16, 16, 1) * 3.0  # metres: not divided by 255
+    processed = model.algo.process_obs_dict({"agentview_depth": depth})["agentview_depth"]
+    torch.testing.assert_close(processed, depth.permute(0, 3, 1, 2))
+    config.observation.encoder.depth.core_kwargs = {"backbone_kwargs": {"pretrained": True}}
+    with pytest.raises(ValueError, match="pretrained=True needs ImageNet weights"):
+        AlgoModel(config, shapes, AC_DIM)
+    config.observation.encoder.depth.core_class = "ScanCore"
+    with pytest.raises(
+        ValueError, match=r"agentview_depth: core_class 'ScanCore' is not available"
+    ):
+        AlgoModel(config, shapes, AC_DIM)
