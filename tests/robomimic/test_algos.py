@@ -733,3 +733,29 @@ def test_depth_images_have_their_own_encoder_and_unsupported_cores_are_named():
         ValueError, match=r"agentview_depth: core_class 'ScanCore' is not available"
     ):
         AlgoModel(config, shapes, AC_DIM)
+
+
+@pytest.mark.parametrize("variant", ["bc_rnn_gmm", "bc_vae"])
+def test_bf16_autocast_trains_with_a_float32_likelihood(variant):
+    seed_everything(0)
+    model = AlgoModel(tiny_config(variant), LOW_DIM_SHAPES, AC_DIM)
+    features, labels = LinearDemoInput().draw(torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model.train_step(features, labels, model.create_optimizer())
+    assert outputs.loss.dtype == torch.float32 and torch.isfinite(outputs.loss)
+    # Within bf16's precision of the float32 loss at the same weights.
+    model.eval()
+    with torch.no_grad():
+        batch = model._training_batch(features, labels)
+        torch.manual_seed(1)  # the VAE's posterior sample: the same noise for both
+        fp32 = float(
+            model.algo._compute_losses(model.algo._forward_training(batch), batch)["action_loss"]
+        )
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = float(
+                model.algo._compute_losses(model.algo._forward_training(batch), batch)[
+                    "action_loss"
+                ]
+            )
+    assert bf16 == pytest.approx(fp32, rel=0.05, abs=0.05)

@@ -212,7 +212,9 @@ class _HeadMixin:
         return self.low_noise_eval and not self.training
 
     def dist_params(self, out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Decoder outputs -> ``{"mean", "scale"[, "logits"]}`` (or ``{"action"}``)."""
+        """Decoder outputs -> ``{"mean", "scale"[, "logits"]}`` (or ``{"action"}``), float32
+        (under bf16 autocast the likelihood is still computed in float32)."""
+        out = {k: v.float() for k, v in out.items()}
         if self.head == "gaussian":
             mean = torch.tanh(out["mean"].clamp(*self.mean_limits))
             if self._low_noise():

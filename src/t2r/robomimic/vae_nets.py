@@ -289,7 +289,7 @@ class VAEActor(nn.Module):
         groups: dict[str, Mapping[str, torch.Tensor]] = {"input": {"latent": z}, "condition": obs}
         if goal is not None:
             groups["goal"] = goal
-        return torch.tanh(self.decoder(**groups)["action"])
+        return torch.tanh(self.decoder(**groups)["action"].float())
 
     def forward_train(
         self,
@@ -304,7 +304,7 @@ class VAEActor(nn.Module):
         }
         if goal is not None:
             groups["goal"] = goal
-        posterior = self.encoder(**groups)
+        posterior = {k: v.float() for k, v in self.encoder(**groups).items()}
         if freeze_encoder:
             posterior = {k: v.detach() for k, v in posterior.items()}
         if self.use_categorical:
