@@ -759,3 +759,31 @@ def test_bf16_autocast_trains_with_a_float32_likelihood(variant):
                 ]
             )
     assert bf16 == pytest.approx(fp32, rel=0.05, abs=0.05)
+
+
+def test_transformer_supervising_all_steps_and_future_actions():
+    config = tiny_config("bc_transformer_gmm")
+    config.algo.transformer.supervise_all_steps = True
+    config.algo.transformer.pred_future_acs = True
+    seed_everything(0)
+    algo = algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    features, labels = LinearDemoInput(steps=2 * SEQ - 1).draw(torch.Generator().manual_seed(0))
+    batch = {
+        "obs": {k.split("/", 1)[1]: v for k, v in features.items()},
+        "actions": labels["actions"],
+    }
+    processed = algo.process_batch_for_training(batch)
+    # The window's observations 0..h-1 predict actions h-1..2h-2 (one per step).
+    assert processed["obs"]["object"].shape[1] == SEQ
+    torch.testing.assert_close(processed["actions"], labels["actions"][:, SEQ - 1 : 2 * SEQ - 1])
+    info = algo.train_on_batch(processed, epoch=1)
+    assert np.isfinite(algo.log_info(info)["Loss"])
+    config.algo.transformer.supervise_all_steps = False
+    with pytest.raises(ValueError, match="pred_future_acs needs transformer.supervise_all_steps"):
+        algo_factory("bc", config, LOW_DIM_SHAPES, AC_DIM)
+    short = {
+        "obs": {k: v[:, :2] for k, v in batch["obs"].items()},
+        "actions": batch["actions"][:, :2],
+    }
+    with pytest.raises(ValueError, match="fewer than transformer.context_length=3"):
+        algo.process_batch_for_training(short)
