@@ -787,3 +787,14 @@ def test_transformer_supervising_all_steps_and_future_actions():
     }
     with pytest.raises(ValueError, match="fewer than transformer.context_length=3"):
         algo.process_batch_for_training(short)
+
+
+def test_training_after_a_rollout_trains_in_train_mode():
+    seed_everything(0)
+    model = AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM).train()
+    features, labels = LinearDemoInput().draw(torch.Generator().manual_seed(0))
+    optimizer = model.create_optimizer()
+    _episode(RolloutPolicy(model, seed=0), 2)  # start_episode: the Algo's nets in eval mode
+    assert not model.nets.training
+    model.train_step(features, labels, optimizer)
+    assert model.nets.training

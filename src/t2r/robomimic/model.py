@@ -387,7 +387,13 @@ class AlgoModel(AbstractT2RModel):
         optimizer: Any,
         forward: Any = None,
     ) -> TrainStepOutputs:
-        """One ``train_on_batch`` of the Algo (its optimizers step inside)."""
+        """One ``train_on_batch`` of the Algo (its optimizers step inside).
+
+        The networks follow the model's mode: a rollout in between (RolloutPolicy's
+        ``start_episode`` puts the Algo in eval mode) does not leave them in eval mode
+        for training (GMM stds would be 1e-4, dropout off)."""
+        if self.nets.training != self.training:
+            self.nets.train(self.training)
         packed, packed_labels = self.prepare_inputs(features, labels, ModeKeys.TRAIN)
         batch = self._training_batch(packed, packed_labels)
         info = self.algo.train_on_batch(batch, self._epoch(), validate=False)
