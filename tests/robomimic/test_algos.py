@@ -798,3 +798,17 @@ def test_training_after_a_rollout_trains_in_train_mode():
     assert not model.nets.training
     model.train_step(features, labels, optimizer)
     assert model.nets.training
+
+
+def test_a_checkpoint_predictor_serves_the_rollout_policy_too(tmp_path):
+    from t2r.predictors import CheckpointPredictor
+
+    seed_everything(0)
+    model = AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM)
+    _train(model, tmp_path, 2)
+    predictor = CheckpointPredictor(
+        AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM), tmp_path, timeout=0
+    )
+    assert predictor.restore()
+    live = _episode(RolloutPolicy(model.eval(), seed=2), 2 * SEQ)
+    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=2), 2 * SEQ), live, atol=1e-5)
