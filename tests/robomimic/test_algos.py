@@ -812,3 +812,22 @@ def test_a_checkpoint_predictor_serves_the_rollout_policy_too(tmp_path):
     assert predictor.restore()
     live = _episode(RolloutPolicy(model.eval(), seed=2), 2 * SEQ)
     np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=2), 2 * SEQ), live, atol=1e-5)
+
+
+def test_batched_observations_act_per_environment(tmp_path):
+    seed_everything(0)
+    model = AlgoModel(tiny_config("bc_rnn"), LOW_DIM_SHAPES, AC_DIM).eval()
+    g = np.random.default_rng(0)
+    steps = [{k: g.uniform(-1, 1, (3, *s)) for k, s in LOW_DIM_SHAPES.items()} for _ in range(4)]
+    export_saved_model(model, tmp_path, global_step=0)
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert predictor.restore()
+    for source in (model, predictor):
+        policy = RolloutPolicy(source)
+        policy.start_episode()
+        batched = np.stack([policy(ob, batched_ob=True) for ob in steps])  # (T, 3, A)
+        assert batched.shape == (4, 3, AC_DIM)
+        for env in range(3):
+            policy.start_episode()
+            single = np.stack([policy({k: v[env] for k, v in ob.items()}) for ob in steps])
+            np.testing.assert_allclose(batched[:, env], single, rtol=1e-5, atol=1e-6)

@@ -105,13 +105,13 @@ class RolloutPolicy:
             if key.startswith("noise/")
         }
 
-    def _draw_noise(self) -> dict[str, np.ndarray]:
+    def _draw_noise(self, batch: int) -> dict[str, np.ndarray]:
         shapes = self._noise_shapes()
         noise = {}
         if shapes.get("uniform"):
-            noise["uniform"] = self._rng.random((1, shapes["uniform"]), dtype=np.float32)
+            noise["uniform"] = self._rng.random((batch, shapes["uniform"]), dtype=np.float32)
         if shapes.get("normal"):
-            noise["normal"] = self._rng.standard_normal((1, shapes["normal"]), dtype=np.float32)
+            noise["normal"] = self._rng.standard_normal((batch, shapes["normal"]), dtype=np.float32)
         return noise
 
     # ------------------------------------------------------------- episodes
@@ -127,12 +127,22 @@ class RolloutPolicy:
             for name, value in self._predictor.initial_network_state().items()
         }
 
-    def __call__(self, ob: Mapping[str, Any], goal: Mapping[str, Any] | None = None) -> np.ndarray:
-        """One action (ac_dim,) for one observation dict (no batch dimension)."""
-        noise = self._draw_noise()
+    def __call__(
+        self,
+        ob: Mapping[str, Any],
+        goal: Mapping[str, Any] | None = None,
+        batched_ob: bool = False,
+    ) -> np.ndarray:
+        """One action (ac_dim,) for one observation dict (no batch dimension), or with
+        `batched_ob` actions (B, ac_dim) for observations (B, ...) of B environments
+        (the rollout state is then per environment; `start_episode` resets all)."""
+        batch = len(next(iter(ob.values()))) if batched_ob else 1
+        noise = self._draw_noise(batch)
         if self._algo is not None:
-            return self._call_algo(self._algo, ob, goal, noise)
-        return self._call_predictor(ob, goal, noise)
+            action = self._call_algo(self._algo, ob, goal, noise, batched_ob)
+        else:
+            action = self._call_predictor(ob, goal, noise, batched_ob)
+        return action if batched_ob else action[0]
 
     def _call_algo(
         self,
@@ -140,6 +150,7 @@ class RolloutPolicy:
         ob: Mapping[str, Any],
         goal: Mapping[str, Any] | None,
         noise: Mapping[str, np.ndarray],
+        batched: bool,
     ) -> np.ndarray:
         def prepare(values: Mapping[str, Any], keys: Any) -> dict[str, torch.Tensor]:
             missing = [k for k in keys if k not in values]
@@ -147,7 +158,8 @@ class RolloutPolicy:
                 raise KeyError(
                     f"RolloutPolicy: the observation lacks {missing} (has {sorted(values)})."
                 )
-            raw = {k: torch.as_tensor(np.asarray(values[k]))[None] for k in keys}
+            tensors = {k: torch.as_tensor(np.asarray(values[k])) for k in keys}
+            raw = tensors if batched else {k: v[None] for k, v in tensors.items()}
             return algo.process_obs_dict(raw, self.obs_normalization_stats)
 
         obs = prepare(ob, algo.obs_shapes)
@@ -155,7 +167,7 @@ class RolloutPolicy:
             prepare(goal, algo.goal_shapes) if goal is not None and algo.goal_shapes else None
         )
         torch_noise = {k: torch.from_numpy(v).to(algo.device) for k, v in noise.items()}
-        action = algo.get_action(obs, goal_obs, noise=torch_noise)[0].detach().cpu().numpy()
+        action = algo.get_action(obs, goal_obs, noise=torch_noise).detach().cpu().numpy()
         if self._action_offset is not None and self._action_scale is not None:
             action = action * self._action_scale + self._action_offset
         return action
@@ -165,6 +177,7 @@ class RolloutPolicy:
         ob: Mapping[str, Any],
         goal: Mapping[str, Any] | None,
         noise: Mapping[str, np.ndarray],
+        batched: bool,
     ) -> np.ndarray:
         assert self._predictor is not None
         if not self._state and any(
@@ -190,13 +203,16 @@ class RolloutPolicy:
                 continue
             if name not in source:
                 raise KeyError(f"RolloutPolicy: the observation lacks {name!r} (needed as {key}).")
-            array = np.asarray(source[name])
-            features[key] = array.astype(numpy_dtype(value.dtype), copy=False)[None]
-        features.update(self._state)
+            array = np.asarray(source[name]).astype(numpy_dtype(value.dtype), copy=False)
+            features[key] = array if batched else array[None]
+        batch = len(next(iter(ob.values()))) if batched else 1
+        for name, state in self._state.items():
+            # The initial state has a batch of 1: one copy per environment.
+            features[name] = np.repeat(state, batch, axis=0) if len(state) != batch else state
         outputs = self._predictor.predict(features)
         self._state = {
             name[len("next_") :]: value
             for name, value in outputs.items()
             if name.startswith("next_network_state/")
         }
-        return np.asarray(outputs["action"])[0]
+        return np.asarray(outputs["action"])
