@@ -190,6 +190,8 @@ _SPEC_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "data_format": (str, type(None)),
     "dataset_key": (str, type(None)),
     "varlen_default_value": (int, float, str, bool, dict, type(None)),  # dict: {"base64": ...}
+    "minimum": (int, float, list, type(None)),
+    "maximum": (int, float, list, type(None)),
 }
 
 

@@ -29,6 +29,11 @@ ENCODED_IMAGE_FORMATS = ("jpeg", "png")
 # A variable-length feature's padding value: a number, or bytes for string specs.
 VarlenDefault = float | int | bytes | None
 
+# A bound of a numeric spec: one number for every element, or one per entry of the
+# last dimension (TF-Agents' BoundedTensorSpec minimum/maximum).
+Bound = float | tuple[float, ...] | None
+BoundLike = float | int | Iterable[float] | np.ndarray | None
+
 
 def normalize_shape(shape: ShapeLike) -> Shape:
     """A shape as a tuple of `int | None`, or None for unknown rank.
@@ -85,6 +90,10 @@ class ExtendedTensorSpec:
         this value or clipped to ``shape[0]``. Needs rank 1, or rank 4
         ``(T, H, W, C)`` for a list of encoded images. For string specs it is
         bytes (a str is stored UTF-8 encoded), e.g. ``b''``.
+      minimum, maximum: optional bounds of a numeric spec (TF-Agents'
+        BoundedTensorSpec): one number, or one per entry of the last dimension.
+        Nothing clips to them; consumers such as RT-1's action tokenizer read
+        them. Both or neither; ``minimum <= maximum`` everywhere.
     """
 
     __slots__ = (
@@ -94,6 +103,8 @@ class ExtendedTensorSpec:
         "_is_extracted",
         "_is_optional",
         "_is_sequence",
+        "_maximum",
+        "_minimum",
         "_name",
         "_shape",
         "_varlen_default_value",
@@ -110,6 +121,8 @@ class ExtendedTensorSpec:
         data_format: str | None = None,
         dataset_key: str | None = None,
         varlen_default_value: VarlenDefault = None,
+        minimum: BoundLike = None,
+        maximum: BoundLike = None,
     ) -> None:
         self._shape = normalize_shape(shape)
         self._dtype = as_spec_dtype(dtype)
@@ -144,6 +157,9 @@ class ExtendedTensorSpec:
                 name=name,
             )
         self._varlen_default_value = varlen_default_value
+        self._minimum, self._maximum = _checked_bounds(
+            name, self._shape, self._dtype, minimum, maximum
+        )
         if varlen_default_value is not None:
             rank = None if self._shape is None else len(self._shape)
             if data_format is None and rank != 1:
@@ -218,6 +234,20 @@ class ExtendedTensorSpec:
         return self._varlen_default_value
 
     @property
+    def minimum(self) -> Bound:
+        """The lower bound (a number or one per last-dim entry), or None."""
+        return self._minimum
+
+    @property
+    def maximum(self) -> Bound:
+        """The upper bound (a number or one per last-dim entry), or None."""
+        return self._maximum
+
+    @property
+    def is_bounded(self) -> bool:
+        return self._minimum is not None
+
+    @property
     def rank(self) -> int | None:
         return None if self._shape is None else len(self._shape)
 
@@ -240,6 +270,8 @@ class ExtendedTensorSpec:
         dataset_key: str | None = None,
         batch_size: int | None = None,
         varlen_default_value: VarlenDefault = None,
+        minimum: BoundLike = None,
+        maximum: BoundLike = None,
     ) -> ExtendedTensorSpec:
         """A copy of `spec` with the given fields replaced.
 
@@ -268,6 +300,8 @@ class ExtendedTensorSpec:
             spec.data_format if data_format is None else data_format,
             spec.dataset_key if dataset_key is None else dataset_key,
             spec.varlen_default_value if varlen_default_value is None else varlen_default_value,
+            spec.minimum if minimum is None else minimum,
+            spec.maximum if maximum is None else maximum,
         )
 
     @classmethod
@@ -316,7 +350,12 @@ class ExtendedTensorSpec:
             f"is_optional={self._is_optional}, is_sequence={self._is_sequence}, "
             f"is_extracted={self._is_extracted}, data_format={self._data_format!r}, "
             f"dataset_key={self._dataset_key!r}, "
-            f"varlen_default_value={self._varlen_default_value!r})"
+            f"varlen_default_value={self._varlen_default_value!r}"
+            + (
+                f", minimum={self._minimum!r}, maximum={self._maximum!r})"
+                if self._minimum is not None
+                else ")"
+            )
         )
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -332,12 +371,15 @@ class ExtendedTensorSpec:
                 self._data_format,
                 self._dataset_key,
                 self._varlen_default_value,
+                self._minimum,
+                self._maximum,
             ),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict holding every field (see `from_dict`)."""
-        return {
+        """A JSON-ready dict holding every field (see `from_dict`); the bounds only
+        when set, so specs without bounds serialize as before."""
+        data = {
             "shape": None if self._shape is None else list(self._shape),
             "dtype": dtype_name(self._dtype),
             "name": self._name,
@@ -348,6 +390,10 @@ class ExtendedTensorSpec:
             "dataset_key": self._dataset_key,
             "varlen_default_value": _varlen_default_to_json(self._varlen_default_value),
         }
+        if self._minimum is not None:
+            data["minimum"] = _bound_to_json(self._minimum)
+            data["maximum"] = _bound_to_json(self._maximum)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtendedTensorSpec:
@@ -363,6 +409,55 @@ class ExtendedTensorSpec:
         if isinstance(default, dict):
             data["varlen_default_value"] = _varlen_default_from_json(default, data)
         return cls(**data)
+
+
+def _bound_to_json(value: Bound) -> float | list[float] | None:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _one_bound(name: str | None, which: str, value: BoundLike, last_dim: int | None) -> Bound:
+    """`value` as a float or a tuple of floats (one per entry of the last dim)."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        bound: Bound = float(array)
+    elif array.ndim == 1 and (last_dim is None or array.shape[0] in (1, last_dim)):
+        bound = tuple(float(v) for v in array)
+    else:
+        raise SpecError(
+            f"Spec {name!r}: {which} must be a number or one number per entry of the last "
+            f"dimension ({last_dim}), got shape {format_shape(tuple(array.shape))}.",
+            name=name,
+        )
+    if not np.all(np.isfinite(array)):
+        raise SpecError(f"Spec {name!r}: {which} must be finite, got {value!r}.", name=name)
+    return bound
+
+
+def _checked_bounds(
+    name: str | None, shape: Shape, dtype: Any, minimum: BoundLike, maximum: BoundLike
+) -> tuple[Bound, Bound]:
+    if minimum is None and maximum is None:
+        return None, None
+    if (minimum is None) != (maximum is None):
+        raise SpecError(
+            f"Spec {name!r}: give both minimum and maximum or neither, got minimum={minimum!r}, "
+            f"maximum={maximum!r}.",
+            name=name,
+        )
+    if isinstance(dtype, StringDType) or dtype == torch.bool:
+        raise SpecError(
+            f"Spec {name!r}: bounds are for numeric specs, not {dtype_name(dtype)}.", name=name
+        )
+    last_dim = shape[-1] if shape else None
+    low = _one_bound(name, "minimum", minimum, last_dim)
+    high = _one_bound(name, "maximum", maximum, last_dim)
+    if np.any(np.asarray(low) > np.asarray(high)):
+        raise SpecError(
+            f"Spec {name!r}: minimum {low!r} exceeds maximum {high!r}.", name=name
+        )
+    return low, high
 
 
 def _varlen_default_to_json(value: VarlenDefault) -> Any:
