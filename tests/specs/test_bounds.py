@@ -34,7 +34,10 @@ def test_bounds_scalar_or_per_entry_of_the_last_dim():
     ("kwargs", "message"),
     [
         ({"minimum": -1.0}, "give both minimum and maximum"),
-        ({"minimum": [0.0, 0.0], "maximum": 1.0}, r"one number per entry of the last dimension \(3\)"),
+        (
+            {"minimum": [0.0, 0.0], "maximum": 1.0},
+            r"one number per entry of the last dimension \(3\)",
+        ),
         ({"minimum": 2.0, "maximum": [1.0, 3.0, 3.0]}, "minimum 2.0 exceeds maximum"),
         ({"minimum": float("nan"), "maximum": 1.0}, "must be finite"),
     ],

@@ -454,9 +454,7 @@ def _checked_bounds(
     low = _one_bound(name, "minimum", minimum, last_dim)
     high = _one_bound(name, "maximum", maximum, last_dim)
     if np.any(np.asarray(low) > np.asarray(high)):
-        raise SpecError(
-            f"Spec {name!r}: minimum {low!r} exceeds maximum {high!r}.", name=name
-        )
+        raise SpecError(f"Spec {name!r}: minimum {low!r} exceeds maximum {high!r}.", name=name)
     return low, high
 
 
