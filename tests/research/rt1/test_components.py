@@ -69,6 +69,9 @@ def test_tokenizer_clips_to_the_bounds_and_maps_bad_classes_to_zero():
 
 def test_tokenizer_with_the_base_and_its_errors():
     assert RT1ActionTokenizer(rt1_action_spec(include_base=True)).tokens_per_action == 11
+    narrow = rt1_action_spec(world_vector_bound=0.05)
+    assert narrow["action/world_vector"].maximum == 0.05
+    assert narrow["action/world_vector"].name == "action/world_vector"
     unbounded = specs.TensorSpecStruct(
         wv=specs.ExtendedTensorSpec((3,), torch.float32, name="action/world_vector")
     )

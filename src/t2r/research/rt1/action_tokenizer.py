@@ -22,23 +22,32 @@ import torch
 from t2r import specs
 
 
-def rt1_action_spec(include_base: bool = False, prefix: str = "action/") -> specs.TensorSpecStruct:
+def rt1_action_spec(
+    include_base: bool = False,
+    prefix: str = "action/",
+    world_vector_bound: float = 1.0,
+    rotation_delta_bound: float = torch.pi / 2,
+    gripper_bound: float = 1.0,
+) -> specs.TensorSpecStruct:
     """RT-1's action spec (robotics_transformer's test set-up, RLDS fractal names) with
     bounds, per step: world_vector (3,) in [-1, 1], rotation_delta (3,) in
     [-pi/2, pi/2], gripper_closedness_action (1,) in [-1, 1], terminate_episode
     (3,) int32 one-hot; with `include_base`, base_displacement_vector (2,) in
-    [-1, 1] and base_displacement_vertical_rotation (1,) in [-pi, pi]."""
-    half_pi = torch.pi / 2
+    [-1, 1] and base_displacement_vertical_rotation (1,) in [-pi, pi].
+
+    The `*_bound` arguments set other symmetric bounds (a task's own action
+    ranges; bind them in gin: ``RT1Model.action_spec = @rt1_action_spec()``)."""
+    wv, rot, grip = world_vector_bound, rotation_delta_bound, gripper_bound
     entries: list[tuple[str, specs.ExtendedTensorSpec]] = [
         ("terminate_episode", specs.ExtendedTensorSpec((3,), torch.int32)),
-        ("world_vector", specs.ExtendedTensorSpec((3,), torch.float32, minimum=-1, maximum=1)),
+        ("world_vector", specs.ExtendedTensorSpec((3,), torch.float32, minimum=-wv, maximum=wv)),
         (
             "rotation_delta",
-            specs.ExtendedTensorSpec((3,), torch.float32, minimum=-half_pi, maximum=half_pi),
+            specs.ExtendedTensorSpec((3,), torch.float32, minimum=-rot, maximum=rot),
         ),
         (
             "gripper_closedness_action",
-            specs.ExtendedTensorSpec((1,), torch.float32, minimum=-1, maximum=1),
+            specs.ExtendedTensorSpec((1,), torch.float32, minimum=-grip, maximum=grip),
         ),
     ]
     if include_base:
