@@ -14,7 +14,8 @@ parameters, random weights), batch 1, `--threads` CPU threads (2):
   resident memory of each (each row runs in its own process so peaks are its own).
 
 Latency rows report the median and min over `--steps` timed steps after 2
-warm-up steps, the window full (steady state).
+warm-up steps, the window full (steady state); the two paths alternate step by
+step so both see the same machine load.
 
     .venv/bin/python benchmarks/rt1_step.py [--steps 10] [--threads 2] [--batch 2]
         [--train-steps 3] [--exported] [--skip-train] [--image-size 300]
@@ -66,7 +67,20 @@ def _timed(fn: Any, steps: int) -> list[float]:
     return times
 
 
-def latency_eager(image_size: int, steps: int) -> dict[str, list[float]]:
+def _alternating(paths: dict[str, Any], steps: int) -> dict[str, list[float]]:
+    """Times the paths in turn, one step each per round (2 warm-up rounds), so every
+    path sees the same machine load."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for i in range(steps + 2):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn(i)
+            if i >= 2:
+                times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def latency_eager(image_size: int, steps: int) -> dict[str, Any]:
     model = _model(image_size)
     t = model.time_sequence_length
     images, embeddings = _frames(model, steps + 2 + t)
@@ -77,6 +91,7 @@ def latency_eager(image_size: int, steps: int) -> dict[str, list[float]]:
                 images[:, i], embeddings[:, i], state["image_tokens"], state["seq_idx"]
             )
             state = out["next_network_state"]
+        agree = []
 
         def reuse(i: int) -> None:
             nonlocal state
@@ -84,55 +99,52 @@ def latency_eager(image_size: int, steps: int) -> dict[str, list[float]]:
                 images[:, t + i], embeddings[:, t + i], state["image_tokens"], state["seq_idx"]
             )
             state = out["next_network_state"]
+            agree.append(out["action_tokens"])
 
         def recompute(i: int) -> None:
-            model.predict_window(images[:, i + 1 : i + 1 + t], embeddings[:, i + 1 : i + 1 + t])
+            out = model.predict_window(
+                images[:, i + 1 : i + 1 + t], embeddings[:, i + 1 : i + 1 + t]
+            )
+            agree[-1] = bool(torch.equal(agree[-1], out["action_tokens"]))  # same window
 
-        # Same actions in both paths (the window that ends at the same frame).
-        check = model.predict_window(images[:, 1 : 1 + t], embeddings[:, 1 : 1 + t])
-        return {
-            "reuse": _timed(reuse, steps),
-            "recompute": _timed(recompute, steps),
-            "check_tokens": check["action_tokens"].tolist(),
-        }
+        result: dict[str, Any] = _alternating({"reuse": reuse, "recompute": recompute}, steps)
+        result["same_actions"] = all(a is True for a in agree)
+        return result
 
 
-def latency_exported(image_size: int, steps: int) -> dict[str, list[float]]:
+def latency_exported(image_size: int, steps: int) -> dict[str, Any]:
     from t2r.export import export_saved_model
     from t2r.predictors import ExportedModelPredictor
     from t2r.research.rt1.policy import RT1Policy
 
-    results: dict[str, list[float]] = {}
+    policies: dict[str, RT1Policy] = {}
+    export_s: dict[str, float] = {}
+    directory = tempfile.mkdtemp()
+    images = embeddings = torch.empty(0)
     for name, reuse in (("exported reuse", True), ("exported recompute", False)):
         model = _model(image_size, token_reuse=reuse)
         images, embeddings = _frames(model, steps + 2 + model.time_sequence_length)
-        with tempfile.TemporaryDirectory() as directory:
-            start = time.perf_counter()
-            export_saved_model(model, directory, global_step=0)
-            export_s = time.perf_counter() - start
-            predictor = ExportedModelPredictor(directory, timeout=0)
-            assert predictor.restore()
-            policy = RT1Policy(predictor)
-            policy.reset()
-            obs = [
-                {
-                    "image": images[0, i].numpy(),
-                    "natural_language_embedding": embeddings[0, i].numpy(),
-                }
-                for i in range(images.shape[1])
-            ]
-            for i in range(model.time_sequence_length):
-                policy.select_action(obs[i])
-            offset = model.time_sequence_length
-
-            def step(
-                i: int, policy: RT1Policy = policy, obs: list = obs, offset: int = offset
-            ) -> None:
-                policy.select_action(obs[offset + i])
-
-            results[name] = _timed(step, steps)
-            results[f"{name} export_s"] = [export_s]
-    return results
+        start = time.perf_counter()
+        export_saved_model(model, os.path.join(directory, name.split()[1]), global_step=0)
+        export_s[name] = time.perf_counter() - start
+        predictor = ExportedModelPredictor(os.path.join(directory, name.split()[1]), timeout=0)
+        assert predictor.restore()
+        policies[name] = RT1Policy(predictor)
+        del model
+    obs = [
+        {"image": images[0, i].numpy(), "natural_language_embedding": embeddings[0, i].numpy()}
+        for i in range(images.shape[1])
+    ]
+    for policy in policies.values():
+        policy.reset()
+        for i in range(6):
+            policy.select_action(obs[i])
+    paths = {
+        name: (lambda i, p=policy: p.select_action(obs[6 + i])) for name, policy in policies.items()
+    }
+    result: dict[str, Any] = _alternating(paths, steps)
+    result["export_s"] = export_s
+    return result
 
 
 def train_rate(image_size: int, batch: int, steps: int, variant: str) -> dict[str, float]:
@@ -216,6 +228,7 @@ def main() -> None:
         ("policy step, token reuse (eager)", eager["reuse"]),
         ("policy step, full recompute (eager)", eager["recompute"]),
     ]
+    print(f"same action tokens in both eager paths at every step: {eager['same_actions']}")
     if args.exported:
         exported = _run(args, "exported")
         rows += [
@@ -233,8 +246,8 @@ def main() -> None:
     )
     if args.exported:
         print(
-            f"export time: reuse {exported['exported reuse export_s'][0]:.0f} s, "
-            f"recompute {exported['exported recompute export_s'][0]:.0f} s"
+            f"export time: reuse {exported['export_s']['exported reuse']:.0f} s, "
+            f"recompute {exported['export_s']['exported recompute']:.0f} s"
         )
     if args.skip_train:
         return

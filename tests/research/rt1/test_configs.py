@@ -29,7 +29,7 @@ def test_the_configs_hold_the_presets():
     assert _bindings_of("rt1_small.gin") == SMALL_SIZE
 
 
-def test_t2r_train_runs_the_small_config_and_exports(tmp_path):
+def test_t2r_train_runs_the_small_config(tmp_path):
     model_dir = tmp_path / "model"
     shrink = [  # a tiny model so the test is quick; the config's wiring is what counts
         "RT1Model.image_size=32",
@@ -41,6 +41,7 @@ def test_t2r_train_runs_the_small_config_and_exports(tmp_path):
         "train_eval_model.max_train_steps=2",
         "train_eval_model.save_checkpoints_steps=2",
         "train_eval_model.show_progress=False",
+        "train_eval_model.create_exporters_fn=None",  # exports: test_token_reuse.py
         f"train_eval_model.model_dir='{model_dir}'",
     ]
     result = subprocess.run(
@@ -61,6 +62,3 @@ def test_t2r_train_runs_the_small_config_and_exports(tmp_path):
     assert latest_checkpoint(model_dir).global_step == 2
     operative = (model_dir / "operative_config.gin").read_text()
     assert "RT1Model.text_encoder = @HashingTextEncoder()" in operative
-    assert list(model_dir.glob("export/*/*/saved_model_assets.json")) or list(
-        model_dir.glob("export/**/t2r_assets.json")
-    )

@@ -93,13 +93,21 @@ def _policy_episode(
     return {k: np.stack([a[k] for a in actions]) for k in actions[0]}
 
 
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[bool, Path]:
+    """One export of each kind (token_reuse True / False), shared by the tests below."""
+    root = tmp_path_factory.mktemp("rt1_exports")
+    for token_reuse in (True, False):
+        export_saved_model(_model(token_reuse), root / str(token_reuse), global_step=1)
+    return {True: root / "True", False: root / "False"}
+
+
 @pytest.mark.parametrize("token_reuse", [True, False])
-def test_exported_policies_equal_the_eager_recompute(tmp_path, token_reuse):
+def test_exported_policies_equal_the_eager_recompute(exports, token_reuse):
     model = _model(token_reuse)
     images, embeddings = _episode(model)
     expected = _recompute(model, images, embeddings)
-    export_saved_model(model, tmp_path, global_step=1)
-    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    predictor = ExportedModelPredictor(exports[token_reuse], timeout=0)
     assert predictor.restore()
     assert bool(predictor.initial_network_state()) == token_reuse
     policy = RT1Policy(predictor)
@@ -138,11 +146,10 @@ _FRESH_PROCESS = textwrap.dedent(
 )
 
 
-def test_exported_token_reuse_in_a_fresh_process_without_the_model_code(tmp_path):
+def test_exported_token_reuse_in_a_fresh_process_without_the_model_code(tmp_path, exports):
     model = _model()
     images, embeddings = _episode(model)
     expected = _recompute(model, images, embeddings)
-    export_saved_model(model, tmp_path / "export", global_step=1)
     np.savez(tmp_path / "episode.npz", images=images, embeddings=embeddings)
     script = tmp_path / "serve.py"
     script.write_text(_FRESH_PROCESS)
@@ -150,7 +157,7 @@ def test_exported_token_reuse_in_a_fresh_process_without_the_model_code(tmp_path
         [
             sys.executable,
             str(script),
-            str(tmp_path / "export"),
+            str(exports[True]),
             str(tmp_path / "episode.npz"),
             str(tmp_path / "out.json"),
         ],
