@@ -119,3 +119,18 @@ def test_collect_lift_demos_gives_up_naming_the_counts(tmp_path):
     with pytest.raises(RuntimeError, match="only 0 of 2 episodes succeeded in 2 attempts"):
         collect_lift_demos(2, tmp_path / "x.hdf5", max_steps=3, max_attempts=2, show_progress=False)
     assert not (tmp_path / "x.hdf5").exists()
+
+
+@pytest.mark.slow
+def test_cli_demos_prints_the_success_rate(tmp_path, capsys):
+    needs_robosuite()
+    from t2r.cli import main
+    from t2r.robomimic import hdf5
+
+    out = tmp_path / "d.hdf5"
+    assert main(["robomimic", "demos", "--n", "2", "--output", str(out), "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote 2 demos to {out}" in printed and "success rate" in printed
+    assert hdf5.list_demos(out) == ["demo_0", "demo_1"]
+    assert main(["robomimic", "demos", "--n", "0", "--output", str(out)]) == 1
+    assert "n must be >= 1" in capsys.readouterr().err

@@ -2,9 +2,10 @@
 
 Each subcommand has an ``_add_<name>`` function that registers its parser and a
 ``_<name>`` function that runs it; :func:`add_robomimic_commands` calls the
-``_add_*`` functions. Dataset tools: ``info``, ``split``. Training and
-evaluation: ``train``, ``eval``. Heavy imports (h5py, torch, robosuite) happen
-inside the run functions, so ``t2r --help`` stays fast and works without extras.
+``_add_*`` functions. Dataset tools: ``info``, ``split``. Scripted demonstrations:
+``demos``. Training and evaluation: ``train``, ``eval``. Heavy imports (h5py, torch,
+robosuite) happen inside the run functions, so ``t2r --help`` stays fast and works
+without extras.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def add_robomimic_commands(subparsers: argparse._SubParsersAction) -> None:
     # dataset tools
     _add_info(commands)
     _add_split(commands)
-    # training and evaluation: add _add_train / _add_eval here
+    # demonstrations, training and evaluation
+    _add_demos(commands)
 
 
 def _usage(args: argparse.Namespace) -> int:
@@ -97,4 +99,54 @@ def _split(args: argparse.Namespace) -> int:
         return 1
     for name, demos in masks.items():
         print(f"mask/{name}: {len(demos)} demos")
+    return 0
+
+
+# ----------------------------------------------------------------------- demos
+def _add_demos(commands: argparse._SubParsersAction) -> None:
+    demos = commands.add_parser(
+        "demos",
+        help="scripted robosuite demonstrations written as a robomimic HDF5 file",
+        description=(
+            "Runs the scripted Lift demonstrator (above the cube, down, close, lift) and "
+            "writes the successful episodes as a robomimic HDF5 file: low-dim observations "
+            "(and with --camera 84x84 agentview_image and robot0_eye_in_hand_image), "
+            "actions, rewards, dones, simulator states, env_args, mask/train and mask/valid. "
+            "Prints the demonstrator's success rate."
+        ),
+    )
+    demos.add_argument("--env", default="Lift", choices=["Lift"], help="the robosuite task")
+    demos.add_argument("--n", type=int, default=200, help="successful demos to write")
+    demos.add_argument("--output", required=True, help="the HDF5 file to write")
+    demos.add_argument("--camera", action="store_true", help="add 84x84 camera observations")
+    demos.add_argument("--seed", type=int, default=0)
+    demos.add_argument(
+        "--action_noise", type=float, default=0.05, help="std of the noise on the translation"
+    )
+    demos.add_argument("--val_ratio", type=float, default=0.1, help="share of demos in mask/valid")
+    demos.add_argument("--no_progress", action="store_true")
+    demos.set_defaults(func=_demos)
+
+
+def _demos(args: argparse.Namespace) -> int:
+    from t2r.robomimic.lift_demos import collect_lift_demos
+
+    try:
+        stats = collect_lift_demos(
+            args.n,
+            args.output,
+            camera=args.camera,
+            seed=args.seed,
+            action_noise=args.action_noise,
+            val_ratio=args.val_ratio,
+            show_progress=not args.no_progress,
+        )
+    except (RuntimeError, ValueError) as e:
+        print(f"t2r robomimic demos: error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {stats.demos} demos to {stats.path}: {stats.successes}/{stats.attempts} "
+        f"episodes succeeded (success rate {stats.success_rate:.3f}), mean length "
+        f"{stats.mean_length:.1f} steps, {stats.seconds:.0f} s"
+    )
     return 0
