@@ -25,7 +25,7 @@ def env() -> Iterator[Any]:
 
 
 def test_observations_and_instructions(env: Any) -> None:
-    from t2r.research.lang_env.lang_env import SeededTextEncoder
+    from t2r.research.rt1 import HashingTextEncoder
 
     observation, info = env.reset(seed=3, options={"instruction": "blue"})
     assert env.instructions == (
@@ -38,7 +38,7 @@ def test_observations_and_instructions(env: Any) -> None:
     assert observation["image"].shape == (64, 64, 3) and observation["image"].dtype == np.uint8
     np.testing.assert_array_equal(
         observation["natural_language_embedding"],
-        SeededTextEncoder()(["reach the blue block"])[0],
+        HashingTextEncoder()(["reach the blue block"])[0],
     )
     assert env.observation_space.contains(observation)
     # Blocks and effector start apart.
@@ -231,3 +231,78 @@ def test_collect_writes_rlds_through_run_env(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             effector[1:] - effector[:-1], world[:-1, :2] * env.step_size, atol=1e-6
         )
+
+
+def test_the_shipped_config_trains_rt1_on_demos_and_evaluates(tmp_path: Path) -> None:
+    """lang_reach_rt1.gin: `t2r train` on RLDS demos, then the evaluation command."""
+    import subprocess
+    import sys
+
+    from t2r.research.lang_env.demos import write_demos
+    from t2r.research.lang_env.evaluate import main as evaluate_main
+    from t2r.train import latest_checkpoint
+    from tests.needs import needs_module
+
+    needs_module("t2r.research.rt1")
+    env = lang_reach_env()
+    data = tmp_path / "lang_reach" / "1.0.0"
+    write_demos(data, 3, "train", seed=0, env=env)
+    write_demos(data, 3, "val", seed=1, env=env)
+    env.close()
+    model_dir = tmp_path / "model"
+    shrink = [  # a tiny model, so the test is quick; the config's wiring is what counts
+        "RT1Model.efficientnet_width=0.25",
+        "RT1Model.efficientnet_depth=0.25",
+        "RT1Model.num_layers=1",
+        "RT1Model.d_model=64",
+        "train/RLDSInputGenerator.batch_size=2",
+        "eval/RLDSInputGenerator.batch_size=8",
+    ]
+    bindings = [
+        *shrink,
+        f"DATA='{data}'",
+        f"MODEL_DIR='{model_dir}'",
+        "train_eval_model.max_train_steps=2",
+        "train_eval_model.save_checkpoints_steps=2",
+        "train_eval_model.show_progress=False",
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "t2r.cli",
+            "train",
+            "--gin_configs=lang_reach_rt1.gin",
+            *[f"--gin_bindings={b}" for b in bindings],
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = latest_checkpoint(model_dir)
+    assert checkpoint is not None and checkpoint.global_step == 2
+    out = tmp_path / "results.json"
+    import gin
+
+    try:
+        evaluate_main(
+            [
+                "--model_dir",
+                str(model_dir),
+                "--gin_configs=lang_reach_rt1.gin",
+                *[f"--gin_bindings={b}" for b in shrink],
+                "--episodes",
+                "1",
+                "--json_out",
+                str(out),
+            ]
+        )
+    finally:
+        gin.clear_config()
+    import json
+
+    results = json.loads(out.read_text())
+    assert list(results) == ["RT-1 (step 2)", "random"]
+    assert all(r["episodes"] == 1 for policy in results.values() for r in policy.values())

@@ -8,7 +8,7 @@ Cartesian deltas until it is over the named block.
 * observation (a dict):
   ``image`` ``(render_size, render_size, 3)`` uint8 (64x64 by default),
   ``natural_language_embedding`` ``(512,)`` float32 (the instruction embedded
-  by the env's text encoder), ``natural_language_instruction`` str,
+  by the env's text encoder, RT-1's built-in `HashingTextEncoder` by default), ``natural_language_instruction`` str,
   ``effector`` ``(2,)`` float32 (x, y) (a state the scripted demonstrator reads;
   the RT-1 policy uses pixels and the embedding only).
 * action: ``(3,)`` float32 in [-1, 1], RT-1's ``world_vector``: the effector moves
@@ -36,9 +36,8 @@ off).
 from __future__ import annotations
 
 import string
-import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +49,7 @@ import gymnasium as gym  # noqa: E402 - MUJOCO_GL must be set before mujoco load
 import mujoco  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
+from t2r.research.rt1.text_encoders import HashingTextEncoder, TextEncoder  # noqa: E402
 from t2r.research.lang_env.scene import (  # noqa: E402
     BLOCK_HALF,
     COLOURS,
@@ -57,47 +57,7 @@ from t2r.research.lang_env.scene import (  # noqa: E402
     build_scene_xml,
 )
 
-__all__ = [
-    "LangReachEnv",
-    "SeededTextEncoder",
-    "TextEncoder",
-    "instruction_for",
-]
-
-EMBEDDING_SIZE = 512
-
-
-class TextEncoder(Protocol):
-    """texts -> ``(N, dim)`` float32 embeddings (RT-1's text-encoder interface)."""
-
-    dim: int
-
-    def __call__(self, texts: Sequence[str | bytes]) -> np.ndarray: ...
-
-
-class SeededTextEncoder:
-    """Each distinct text -> a fixed random unit vector (seeded by the text's CRC-32).
-
-    A stand-in with the `TextEncoder` interface: deterministic in every process,
-    nearly orthogonal embeddings for different instructions, no shared meaning
-    between similar ones. Swap in RT-1's built-in encoder (or a sentence encoder)
-    through ``LangReachEnv(text_encoder=...)``.
-    """
-
-    def __init__(self, dim: int = EMBEDDING_SIZE, seed: int = 0) -> None:
-        self.dim, self.seed = int(dim), int(seed)
-
-    def __call__(self, texts: Sequence[str | bytes]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            data = text if isinstance(text, bytes) else text.encode("utf-8")
-            rng = np.random.default_rng([self.seed, zlib.crc32(data)])
-            vector = rng.standard_normal(self.dim)
-            out[row] = vector / np.linalg.norm(vector)
-        return out
-
-    def __repr__(self) -> str:
-        return f"SeededTextEncoder(dim={self.dim}, seed={self.seed})"
+__all__ = ["LangReachEnv", "instruction_for"]
 
 
 def instruction_for(colour: str) -> str:
@@ -124,7 +84,8 @@ class LangReachEnv(gym.Env):
       success_radius: x-y distance from the named block's centre that counts as reached.
       min_separation: smallest distance between block centres, and from the
         effector's start to every block.
-      text_encoder: embeds the instruction (default `SeededTextEncoder`).
+      text_encoder: embeds the instruction (default RT-1's built-in
+        `t2r.research.rt1.HashingTextEncoder()`, 512-d, offline, deterministic).
       seed: seeds the env's generator; ``reset(seed=...)`` reseeds too.
     """
 
@@ -159,7 +120,7 @@ class LangReachEnv(gym.Env):
         self.step_size = float(step_size)
         self.success_radius = float(success_radius)
         self.min_separation = float(min_separation)
-        self.text_encoder: TextEncoder = text_encoder or SeededTextEncoder()
+        self.text_encoder: TextEncoder = text_encoder or HashingTextEncoder()
         self._embeddings = dict(zip(self.instructions, self.text_encoder(self.instructions)))
         size = self.render_size
         self.observation_space = spaces.Dict(
