@@ -8,7 +8,8 @@ Cartesian deltas until it is over the named block.
 * observation (a dict):
   ``image`` ``(render_size, render_size, 3)`` uint8 (64x64 by default),
   ``natural_language_embedding`` ``(512,)`` float32 (the instruction embedded
-  by the env's text encoder, RT-1's built-in `HashingTextEncoder` by default), ``natural_language_instruction`` str,
+  by the env's text encoder, RT-1's built-in `HashingTextEncoder` by default),
+  ``natural_language_instruction`` str,
   ``effector`` ``(2,)`` float32 (x, y) (a state the scripted demonstrator reads;
   the RT-1 policy uses pixels and the embedding only).
 * action: ``(3,)`` float32 in [-1, 1], RT-1's ``world_vector``: the effector moves
@@ -49,13 +50,13 @@ import gymnasium as gym  # noqa: E402 - MUJOCO_GL must be set before mujoco load
 import mujoco  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from t2r.research.rt1.text_encoders import HashingTextEncoder, TextEncoder  # noqa: E402
 from t2r.research.lang_env.scene import (  # noqa: E402
     BLOCK_HALF,
     COLOURS,
     WORKSPACE_HALF,
     build_scene_xml,
 )
+from t2r.research.rt1.text_encoders import HashingTextEncoder, TextEncoder  # noqa: E402
 
 __all__ = ["LangReachEnv", "instruction_for"]
 
