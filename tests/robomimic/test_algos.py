@@ -831,3 +831,28 @@ def test_batched_observations_act_per_environment(tmp_path):
             policy.start_episode()
             single = np.stack([policy({k: v[env] for k, v in ob.items()}) for ob in steps])
             np.testing.assert_allclose(batched[:, env], single, rtol=1e-5, atol=1e-6)
+
+
+def test_rollout_policies_run_in_the_environment_rooms_gymnasium_env(tmp_path):
+    """The seam with the environment room: RolloutPolicy (live and exported) drives
+    run_rollout on a Gymnasium env made from env_args (observations ``{"flat": obs}``)."""
+    from tests.needs import needs_module
+
+    needs_module("gymnasium")
+    from t2r.robomimic.envs import make_env_from_env_args
+    from t2r.robomimic.rollouts import run_rollout
+
+    config = tiny_config("bc_rnn_gmm")
+    config.observation.modalities.obs.low_dim = ["flat"]
+    seed_everything(0)
+    model = AlgoModel(config, {"flat": (3,)}, 1).eval()  # Pendulum: obs (3,), torque (1,)
+    export_saved_model(model, tmp_path, global_step=0)
+    predictor = ExportedModelPredictor(tmp_path, timeout=0)
+    assert predictor.restore()
+    env_args = {"env_name": "Pendulum-v1", "type": 2, "env_kwargs": {}}
+    results = []
+    for source in (model, predictor):
+        env = make_env_from_env_args(env_args)
+        env.reset()
+        results.append(run_rollout(RolloutPolicy(source, seed=0), env, horizon=5))
+    assert results[0]["Horizon"] == 5 and np.isfinite(results[0]["Return"])
