@@ -230,6 +230,9 @@ class FiLMEfficientNet(nn.Module):
 
     def forward(self, images: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
+        # Channels-last: the depthwise convolutions run ~1.5x faster on CPU in NHWC
+        # (benchmarks/rt1_step.py); the result is the same up to float rounding.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = F.pad(x, tf_stride2_padding(x.shape[-2], x.shape[-1], 3))
         x = self.stem(x)
         for block, film in zip(self.blocks, self.films):
