@@ -197,3 +197,29 @@ def test_train_eval_model_trains_from_the_file_and_resumes_exactly(
     resumed = _train(tmp_path / "resumed", path, 12)  # resumes at step 4's input position
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_sequence_specs_give_the_per_step_shape(path: Path) -> None:
+    """A model may declare per-step shapes with is_sequence (the window adds T)."""
+    gen = make(path, batch_size=3, frame_stack=2, seq_length=3)
+    features = specs.TensorSpecStruct(
+        [
+            ("obs/pos", specs.ExtendedTensorSpec((3,), torch.float32, "obs/pos", is_sequence=True)),
+            ("goal", specs.ExtendedTensorSpec((3,), torch.float32, "obs/pos", is_sequence=True)),
+        ]
+    )
+    labels = specs.TensorSpecStruct(
+        actions=specs.ExtendedTensorSpec((2,), torch.float32, "actions", is_sequence=True)
+    )
+    gen.set_feature_specifications(features, labels)
+    f, lab = next(iter(gen.create_dataset(ModeKeys.EVAL)))
+    assert f["obs/pos"].shape == (3, 4, 3) and f["goal"].shape == (3, 4, 3)
+    assert lab["actions"].shape == (3, 4, 2)
+    wrong = specs.TensorSpecStruct(
+        actions=specs.ExtendedTensorSpec((7,), torch.float32, "actions", is_sequence=True)
+    )
+    gen.set_feature_specifications(features, wrong)
+    with pytest.raises(
+        DataError, match=r"label 'actions' has shape \(2,\) per step, the spec says \(7,\)"
+    ):
+        next(iter(gen.create_dataset(ModeKeys.EVAL)))

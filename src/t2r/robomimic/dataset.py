@@ -45,6 +45,7 @@ from t2r.data.input_generators import SourceInputGenerator
 from t2r.data.tfrecord import ReadStats
 from t2r.robomimic.hdf5 import list_demos
 from t2r.specs import ExtendedTensorSpec, TensorSpecStruct, flatten_spec_structure, to_tensors
+from t2r.specs.extended_tensor_spec import format_shape, shapes_compatible
 
 __all__ = [
     "CACHE_MODES",
@@ -677,10 +678,13 @@ class _WindowBatchParseFn:
                     key=path,
                 )
             value = flat[key]
-            if tuple(value.shape[1:]) != tuple(leaf_spec.shape):
+            # a sequence spec gives the per-step shape: the window's time dim is extra
+            per_item = tuple(value.shape[2:] if leaf_spec.is_sequence else value.shape[1:])
+            if not shapes_compatible(leaf_spec.shape, per_item):
+                what_shape = "per step" if leaf_spec.is_sequence else "per item"
                 raise DataError(
-                    f"{self.dataset.hdf5_path}: {what} {path!r} has shape {tuple(value.shape[1:])}"
-                    f" per item, the spec says {tuple(leaf_spec.shape)}",
+                    f"{self.dataset.hdf5_path}: {what} {path!r} has shape {per_item} "
+                    f"{what_shape}, the spec says {format_shape(leaf_spec.shape)}",
                     key=path,
                 )
             out[path] = value
