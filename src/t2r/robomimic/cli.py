@@ -31,6 +31,8 @@ def add_robomimic_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_split(commands)
     # demonstrations, training and evaluation
     _add_demos(commands)
+    _add_train(commands)
+    _add_eval(commands)
 
 
 def _usage(args: argparse.Namespace) -> int:
@@ -149,4 +151,137 @@ def _demos(args: argparse.Namespace) -> int:
         f"episodes succeeded (success rate {stats.success_rate:.3f}), mean length "
         f"{stats.mean_length:.1f} steps, {stats.seconds:.0f} s"
     )
+    return 0
+
+
+# ----------------------------------------------------------------------- train
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a robomimic config on a robomimic HDF5 file (rerun to resume)",
+        description=(
+            "robomimic's train.py on t2r: reads a robomimic JSON config as it is, trains "
+            "for train.num_epochs epochs of experiment.epoch_every_n_steps updates, "
+            "validates on train.hdf5_validation_filter_key, rolls out every "
+            "experiment.rollout.rate epochs in the dataset's environment, exports the best "
+            "policy by success rate and by validation loss, writes TensorBoard summaries. "
+            "Rerunning the same command resumes from the newest checkpoint."
+        ),
+    )
+    train.add_argument("--config", required=True, help="robomimic JSON config")
+    train.add_argument("--dataset", default=None, help="the HDF5 file (overrides train.data)")
+    train.add_argument(
+        "--output_dir",
+        default=None,
+        help="the run's directory (default: train.output_dir/experiment.name)",
+    )
+    train.add_argument(
+        "--device", default=None, help="cpu, cuda or auto (default: from train.cuda)"
+    )
+    train.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "torch intra-op threads (default: $T2R_NUM_THREADS, else torch's); 1 is much "
+            "faster on a machine busy with other work"
+        ),
+    )
+    train.add_argument("--no_progress", action="store_true")
+    train.set_defaults(func=_train, default_num_threads=None)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    from t2r.data.errors import DataError
+    from t2r.robomimic.config import ConfigError
+    from t2r.robomimic.training import RunError, train
+
+    logging.getLogger("t2r.robomimic.training").setLevel(logging.INFO)
+    logging.getLogger("t2r.train.train_eval").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
+    try:
+        summary = train(
+            args.config,
+            dataset=args.dataset,
+            output_dir=args.output_dir,
+            device=args.device,
+            show_progress=not args.no_progress,
+        )
+    except (ConfigError, DataError, RunError) as e:
+        print(f"t2r robomimic train: error: {e}", file=sys.stderr)
+        return 1
+    best = "n/a" if summary.best_success_rate is None else f"{summary.best_success_rate:.3f}"
+    print(f"trained {summary.epochs} epochs ({summary.global_step} steps) in {summary.output_dir}")
+    print(f"best rollout success rate: {best}")
+    for name, path in summary.exports.items():
+        print(f"export {name}: {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------ eval
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="roll out an exported policy: success rate and return (run_trained_agent)",
+        description=(
+            "robomimic's run_trained_agent.py on t2r: runs an export through RolloutPolicy "
+            "(no algorithm code) for --n_rollouts episodes in the environment the dataset's "
+            "env_args describe (recorded with the export) and prints the success rate and "
+            "the return. --checkpoint is an export version, a directory of versions, or a "
+            "'t2r robomimic train' output directory (its best-success export)."
+        ),
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="export or training output dir")
+    evaluate.add_argument("--n_rollouts", type=int, default=50)
+    evaluate.add_argument(
+        "--horizon", type=int, default=None, help="steps per rollout (default: the config's)"
+    )
+    evaluate.add_argument("--video_path", default=None, help="write the rollouts to this mp4")
+    evaluate.add_argument("--video_skip", type=int, default=5, help="a frame every N steps")
+    evaluate.add_argument("--camera_name", default=None, help="camera for the video")
+    evaluate.add_argument(
+        "--dataset", default=None, help="take env_args from this HDF5 file instead"
+    )
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--terminate_on_success", action="store_true", help="end an episode at its first success"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print every episode as JSON too")
+    evaluate.add_argument(
+        "--num_threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads (default: $T2R_NUM_THREADS, else 1: one observation a step)",
+    )
+    evaluate.add_argument("--no_progress", action="store_true")
+    evaluate.set_defaults(func=_eval, default_num_threads=1)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from t2r.robomimic.training import RunError, evaluate_checkpoint, format_rollout_stats
+
+    try:
+        stats = evaluate_checkpoint(
+            args.checkpoint,
+            n_rollouts=args.n_rollouts,
+            horizon=args.horizon,
+            video_path=args.video_path,
+            video_skip=args.video_skip,
+            camera_name=args.camera_name,
+            seed=args.seed,
+            dataset=args.dataset,
+            terminate_on_success=args.terminate_on_success,
+            show_progress=not args.no_progress,
+        )
+    except RunError as e:
+        print(f"t2r robomimic eval: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats["episodes"], indent=2))
+    print(format_rollout_stats(stats))
     return 0
