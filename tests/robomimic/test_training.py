@@ -109,12 +109,14 @@ def test_rerun_resumes_and_a_changed_config_is_refused(tmp_path, pendulum_file):
     out = tmp_path / "run"
     train(_config(num_epochs=1), dataset=pendulum_file, output_dir=out, show_progress=False)
     first = json.loads((out / "rollouts.json").read_text())
-    # More epochs: resumes at step 3 (no rollout repeated) and goes on to step 6.
-    summary = train(
-        _config(num_epochs=2), dataset=pendulum_file, output_dir=out, show_progress=False
-    )
+    # More epochs (and other rollout settings): resumes at step 3 (no rollout repeated)
+    # and goes on to step 6.
+    config = _config(num_epochs=2)
+    config["experiment"]["rollout"]["n"] = 1
+    summary = train(config, dataset=pendulum_file, output_dir=out, show_progress=False)
     rollouts = json.loads((out / "rollouts.json").read_text())
     assert rollouts[0] == first[0] and [r["step"] for r in rollouts] == [3, 6]
+    assert rollouts[1]["Num_Episodes"] == 1.0
     assert summary.global_step == 6
     assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1].endswith("000000006")
     with pytest.raises(RunError, match=r"another config .*train\.batch_size"):
@@ -176,6 +178,7 @@ def test_lift_demos_train_and_eval_with_video(tmp_path):
     data = tmp_path / "lift.hdf5"
     collect_lift_demos(3, data, show_progress=False)
     config = _config(num_epochs=1)
+    config["experiment"]["validate"] = False
     config["experiment"]["rollout"].update(n=1, horizon=8)
     config["observation"]["modalities"]["obs"]["low_dim"] = ["robot0_eef_pos", "object"]
     summary = train(config, dataset=data, output_dir=tmp_path / "run", show_progress=False)

@@ -135,15 +135,25 @@ def _record_run(path: Path, record: dict[str, Any]) -> None:
                 "use another --output_dir."
             )
         changed = _changed_keys(previous.get("config") or {}, record["config"])
-        changed = [k for k in changed if k != "train.num_epochs"]
+        changed = [k for k in changed if not k.startswith(_MAY_CHANGE_ON_RESUME)]
         if changed:
             raise RunError(
                 f"{path} holds a run with another config ({file}: {', '.join(changed)} differ); "
-                "a rerun resumes only with the same config (train.num_epochs may grow): use "
-                "another --output_dir."
+                "a rerun resumes only with the same config (train.num_epochs and the rollout "
+                "and video settings may change): use another --output_dir."
             )
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(file, json.dumps(record, indent=2, sort_keys=True))
+
+
+# What a resumed run may change: how long it trains, and how (often) it is rolled out.
+_MAY_CHANGE_ON_RESUME = (
+    "train.num_epochs",
+    "experiment.rollout.",
+    "experiment.render_video",
+    "experiment.keep_all_videos",
+    "experiment.video_skip",
+)
 
 
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
