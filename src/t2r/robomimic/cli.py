@@ -248,7 +248,11 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
-        "--terminate_on_success", action="store_true", help="end an episode at its first success"
+        "--no_terminate_on_success",
+        dest="terminate_on_success",
+        action="store_false",
+        help="run every episode to --horizon (default: end it at its first success, as "
+        "run_trained_agent does)",
     )
     evaluate.add_argument("--json", action="store_true", help="print every episode as JSON too")
     evaluate.add_argument(

@@ -648,7 +648,7 @@ def evaluate_checkpoint(
     seed: int | None = 0,
     env_args: Mapping[str, Any] | None = None,
     dataset: str | os.PathLike[str] | None = None,
-    terminate_on_success: bool = False,
+    terminate_on_success: bool = True,
     show_progress: bool = True,
     make_env: Any = None,
 ) -> dict[str, Any]:
@@ -658,9 +658,10 @@ def evaluate_checkpoint(
     through `RolloutPolicy`: no algorithm code runs. The environment comes from
     `env_args`, else the `dataset`'s, else the export's metadata, else the run's
     ``robomimic_run.json``. `horizon` defaults to the run's
-    ``experiment.rollout.horizon`` (400 without one). Returns the averaged
-    statistics (``Success_Rate``, ``Return``, ``Horizon``, ``Num_Success``, ...)
-    with ``episodes`` and ``export``.
+    ``experiment.rollout.horizon`` (400 without one). An episode ends at its first
+    success, as in run_trained_agent (`terminate_on_success=False` runs the horizon).
+    Returns the averaged statistics (``Success_Rate``, ``Return``, ``Horizon``,
+    ``Num_Success``, ...) with ``episodes`` and ``export``.
     """
     from t2r.export import ExportVersion
     from t2r.predictors import ExportedModelPredictor
