@@ -856,3 +856,43 @@ def test_rollout_policies_run_in_the_environment_rooms_gymnasium_env(tmp_path):
         env.reset()
         results.append(run_rollout(RolloutPolicy(source, seed=0), env, horizon=5))
     assert results[0]["Horizon"] == 5 and np.isfinite(results[0]["Return"])
+
+
+@pytest.mark.parametrize("variant", ["bc_rnn_gmm", "bc_transformer"])
+def test_algo_model_trains_on_a_robomimic_hdf5_file(variant, tmp_path):
+    """The seam with the data room: a file written by write_robomimic_hdf5, the
+    RobomimicInputGenerator and AlgoModel.from_specs of its dataset's specs."""
+    from tests.needs import needs_module
+
+    needs_module("h5py")
+    from t2r.robomimic.dataset import RobomimicInputGenerator
+    from t2r.robomimic.hdf5 import Demo, write_robomimic_hdf5
+
+    rng = np.random.default_rng(0)
+    demos = []
+    for _ in range(3):
+        n = 12
+        obs = {k: rng.uniform(-1, 1, (n, *s)) for k, s in LOW_DIM_SHAPES.items()}  # float64
+        actions = np.tanh(obs["robot0_eef_pos"][:, :AC_DIM]).astype(np.float32)
+        demos.append(Demo(obs=obs, actions=actions, rewards=np.zeros(n), dones=np.zeros(n)))
+    path = write_robomimic_hdf5(
+        tmp_path / "demos.hdf5", demos, env_args={"env_name": "Toy", "type": 2, "env_kwargs": {}}
+    )
+    config = tiny_config(variant)
+    generator = RobomimicInputGenerator(
+        path,
+        obs_keys=sorted(LOW_DIM_SHAPES),
+        batch_size=4,
+        seq_length=config.train.seq_length,
+        frame_stack=config.train.frame_stack,
+        load_next_obs=False,
+        seed=0,
+    )
+    seed_everything(0)
+    model = AlgoModel.from_specs(config, *generator.dataset.specs())
+    assert model.stored_shapes == {k: tuple(s) for k, s in LOW_DIM_SHAPES.items()}
+    train_eval_model(
+        model, generator, max_train_steps=3, model_dir=tmp_path / "m", show_progress=False
+    )
+    assert latest_checkpoint(tmp_path / "m").global_step == 3
+    assert int(model.num_updates) == 3
