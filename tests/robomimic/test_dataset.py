@@ -393,3 +393,18 @@ def test_pickles_without_the_file_handle(tmp_path: Path) -> None:
     ds.get_batch([0])  # opens the file
     copy = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(copy[5]["actions"], ds[5]["actions"])
+
+
+def test_a_handle_inherited_through_fork_is_not_reused(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.hdf5", [4, 3])
+    ds = SequenceDataset(path, ["pos"], hdf5_cache_mode=None)
+    parent = ds.hdf5_file
+    ds._hdf5_pid = -1  # as a forked worker sees it: opened by another process
+    child = ds.hdf5_file
+    assert child is not parent and bool(parent)  # the parent's handle stays open
+    np.testing.assert_array_equal(ds[4]["actions"][0], [1, 0])
+    ds._hdf5_pid = -1
+    ds.close_and_delete_hdf5_handle()  # not ours: left open
+    assert bool(child)
+    child.close()
+    parent.close()

@@ -243,6 +243,7 @@ class SequenceDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.filter_by_attribute = filter_by_attribute
         self.load_next_obs = bool(load_next_obs)
         self._hdf5_file: h5py.File | None = None
+        self._hdf5_pid = os.getpid()
 
         self._load_demo_info(demo_limit)
         self._read_key_info(obs_modalities or {})
@@ -261,8 +262,16 @@ class SequenceDataset(torch.utils.data.Dataset[dict[str, Any]]):
     # ------------------------------------------------------------ file and index
     @property
     def hdf5_file(self) -> h5py.File:
-        """The file, opened lazily (each DataLoader worker opens its own)."""
+        """The file, opened lazily (each DataLoader worker opens its own).
+
+        A handle inherited through fork (a worker started after the parent read
+        from the file) is left to the parent and a fresh one opened: HDF5 handles
+        must not be shared between processes.
+        """
+        if self._hdf5_file is not None and self._hdf5_pid != os.getpid():
+            self._hdf5_file = None
         if self._hdf5_file is None:
+            self._hdf5_pid = os.getpid()
             try:
                 if self.hdf5_use_swmr:
                     self._hdf5_file = h5py.File(self.hdf5_path, "r", swmr=True, libver="latest")
@@ -275,7 +284,7 @@ class SequenceDataset(torch.utils.data.Dataset[dict[str, Any]]):
         return self._hdf5_file
 
     def close_and_delete_hdf5_handle(self) -> None:
-        if self._hdf5_file is not None:
+        if self._hdf5_file is not None and self._hdf5_pid == os.getpid():
             self._hdf5_file.close()
         self._hdf5_file = None
 
