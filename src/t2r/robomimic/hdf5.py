@@ -305,32 +305,42 @@ def write_robomimic_hdf5(
                 )
     env_json = json.dumps(dict(env_args))
 
+    with _atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+        data = f.create_group("data")
+        total = 0
+        for name, demo in zip(names, demos, strict=True):
+            group = data.create_group(name)
+            n = demo.num_samples
+            group.attrs["num_samples"] = n
+            total += n
+            if demo.model_file is not None:
+                group.attrs["model_file"] = demo.model_file
+            next_obs = demo.next_obs if demo.next_obs is not None else _shifted(demo.obs)
+            for prefix, obs in (("obs", demo.obs), ("next_obs", next_obs)):
+                sub = group.create_group(prefix)
+                for key, value in obs.items():
+                    sub.create_dataset(key, data=np.asarray(value), compression=compression)
+            group.create_dataset("actions", data=np.asarray(demo.actions))
+            for extra in ("rewards", "dones", "states"):
+                value = getattr(demo, extra)
+                if value is not None:
+                    group.create_dataset(extra, data=np.asarray(value))
+        data.attrs["total"] = total
+        data.attrs["env_args"] = env_json
+        for key, members in (masks or {}).items():
+            f.create_dataset(f"mask/{key}", data=np.array(list(members), dtype="S"))
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[str]:
+    """Yields a temporary name to write; then fsync, rename over `path`, fsync the folder.
+
+    On any error the temporary file is removed and `path` is left as it was.
+    """
     tmp = temporary_path_for(path)
     try:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            total = 0
-            for name, demo in zip(names, demos, strict=True):
-                group = data.create_group(name)
-                n = demo.num_samples
-                group.attrs["num_samples"] = n
-                total += n
-                if demo.model_file is not None:
-                    group.attrs["model_file"] = demo.model_file
-                next_obs = demo.next_obs if demo.next_obs is not None else _shifted(demo.obs)
-                for prefix, obs in (("obs", demo.obs), ("next_obs", next_obs)):
-                    sub = group.create_group(prefix)
-                    for key, value in obs.items():
-                        sub.create_dataset(key, data=np.asarray(value), compression=compression)
-                group.create_dataset("actions", data=np.asarray(demo.actions))
-                for extra in ("rewards", "dones", "states"):
-                    value = getattr(demo, extra)
-                    if value is not None:
-                        group.create_dataset(extra, data=np.asarray(value))
-            data.attrs["total"] = total
-            data.attrs["env_args"] = env_json
-            for key, members in (masks or {}).items():
-                f.create_dataset(f"mask/{key}", data=np.array(list(members), dtype="S"))
+        yield tmp
         fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -338,7 +348,6 @@ def write_robomimic_hdf5(
             os.unlink(tmp)
         raise
     fsync_directory(path.parent)
-    return path
 
 
 def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence[str]]) -> None:
@@ -356,8 +365,7 @@ def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence
                 raise DataError(
                     f"{path}: mask/{key} would name {member!r}, which is not in 'data'", key=key
                 )
-    tmp = temporary_path_for(path)
-    try:
+    with _atomic_file(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
             for key, members in masks.items():
@@ -365,13 +373,6 @@ def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence
                 if name in f:
                     del f[name]
                 f.create_dataset(name, data=np.array(list(members), dtype="S"))
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(path.parent)
 
 
 # ------------------------------------------------------------------ dataset tools
