@@ -937,9 +937,8 @@ def write_rlds(
             raise ValueError(
                 f"{info_path}: holds {old.get('name')} {old.get('version')}, not {name} {version}."
             )
-        with open(features_path, encoding="utf-8") as f:
-            if json.load(f) != features:
-                raise ValueError(f"{features_path}: the existing split has other features.")
+        if _read_json(features_path) != features:
+            raise ValueError(f"{features_path}: the existing split has other features.")
         old_splits = [s for s in old.get("splits", []) if s.get("name") != split]
     bounds = np.linspace(0, len(records), shards + 1).round().astype(int)
     lengths, num_bytes, files = [], 0, []
