@@ -351,10 +351,7 @@ class RobomimicRunHook(Hook):
                 seed=self.seed,
             )
         finally:
-            self.model.train(was_training)
-            set_train = getattr(getattr(self.model, "algo", None), "set_train", None)
-            if was_training and callable(set_train):
-                set_train()
+            self.model.train(was_training)  # recurses into algo.nets, a registered submodule
         seconds = time.perf_counter() - start
         stats.pop("episodes")
         record = {"epoch": epoch, "step": step, "seconds": seconds, **stats}
