@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from t2r.research.pose_env.pose_env import RenderBackendError, select_gl_backend
+from t2r.research.pose_env.pose_env import offscreen_renderer, select_gl_backend
 
 select_gl_backend()
 
@@ -63,14 +63,6 @@ __all__ = ["LangReachEnv", "instruction_for"]
 
 def instruction_for(colour: str) -> str:
     return f"reach the {colour} block"
-
-
-def _backend_help(error: BaseException) -> str:
-    return (
-        f"LangReachEnv could not create an offscreen OpenGL context: "
-        f"{type(error).__name__}: {error}. Install EGL or OSMesa and set MUJOCO_GL=egl "
-        "or MUJOCO_GL=osmesa before mujoco is imported."
-    )
 
 
 class LangReachEnv(gym.Env):
@@ -150,14 +142,7 @@ class LangReachEnv(gym.Env):
 
         self._block_mocap = {c: mocap(f"block_{c}") for c in self.colours}
         self._effector_mocap = mocap("effector")
-        try:
-            self._renderer = mujoco.Renderer(self._model, size, size)
-        except Exception as error:  # the GL backends raise a variety of types
-            raise RenderBackendError(_backend_help(error)) from error
-        flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+        self._renderer = offscreen_renderer(self._model, size, "LangReachEnv")
 
         self.blocks: dict[str, np.ndarray] = {c: np.zeros(2) for c in self.colours}
         self.effector = np.zeros(2)

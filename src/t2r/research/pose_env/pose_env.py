@@ -156,15 +156,31 @@ class RenderBackendError(RuntimeError):
     """No OpenGL context for offscreen rendering could be created."""
 
 
-def _backend_help(error: BaseException) -> str:
+def _backend_help(error: BaseException, env_name: str = "PoseToyEnv") -> str:
     return (
-        f"PoseToyEnv could not create an offscreen OpenGL context "
+        f"{env_name} could not create an offscreen OpenGL context "
         f"(MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {type(error).__name__}: {error}. "
         "It renders headless with EGL or OSMesa. Install one of them (Debian/Ubuntu: "
         "'apt-get install libegl1' for EGL, 'apt-get install libosmesa6' for OSMesa) and set "
         "MUJOCO_GL=egl or MUJOCO_GL=osmesa before mujoco is imported (with a display, "
         "MUJOCO_GL=glfw works too)."
     )
+
+
+def offscreen_renderer(
+    model: mujoco.MjModel, size: int, env_name: str = "PoseToyEnv"
+) -> mujoco.Renderer:
+    """A square offscreen `mujoco.Renderer` with shadows, reflections and skybox off;
+    a missing GL backend raises `RenderBackendError` naming `env_name` and the fix."""
+    try:
+        renderer = mujoco.Renderer(model, size, size)
+    except Exception as error:  # the GL backends raise a variety of types
+        raise RenderBackendError(_backend_help(error, env_name)) from error
+    flags = renderer.scene.flags
+    flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+    flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+    flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+    return renderer
 
 
 def _as_range(value: tuple[float, float], what: str) -> tuple[float, float]:
@@ -240,14 +256,7 @@ class PoseToyEnv(gym.Env):
         self._data = mujoco.MjData(self._model)
         duck = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_BODY, "duck")
         self._duck_mocap = int(self._model.body_mocapid[duck])
-        try:
-            self._renderer = mujoco.Renderer(self._model, self.render_size, self.render_size)
-        except Exception as error:  # the GL backends raise a variety of types
-            raise RenderBackendError(_backend_help(error)) from error
-        flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+        self._renderer = offscreen_renderer(self._model, self.render_size)
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self._camera.lookat[:] = 0.0
