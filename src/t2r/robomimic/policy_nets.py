@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2r.layers.mdn import MDNParams, mdn_log_prob
 from t2r.robomimic.obs_encoders import ObservationGroupEncoder
 
 __all__ = [
@@ -66,9 +67,9 @@ def gaussian_log_prob(mean: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) 
 def gmm_log_prob(
     means: torch.Tensor, scales: torch.Tensor, logits: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
-    """Diagonal-GMM log-density: means/scales (..., K, A), logits (..., K), x (..., A) -> (...)."""
-    component = gaussian_log_prob(means, scales, x.unsqueeze(-2))  # (..., K)
-    return torch.logsumexp(F.log_softmax(logits, dim=-1) + component, dim=-1)
+    """Diagonal-GMM log-density: means/scales (..., K, A), logits (..., K), x (..., A) -> (...)
+    (t2r.layers.mdn's mixture log-density)."""
+    return mdn_log_prob(MDNParams(logits=logits, means=means, scales=scales), x)
 
 
 def gmm_sample(
