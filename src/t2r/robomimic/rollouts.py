@@ -114,11 +114,12 @@ class VideoWriter:
 
 
 @contextlib.contextmanager
-def _video(path: str | os.PathLike[str] | None, fps: int) -> Iterator[VideoWriter | None]:
+def _video(path: str | os.PathLike[str] | None, video_skip: int) -> Iterator[VideoWriter | None]:
+    """A writer for every `video_skip`-th frame of a 20 Hz control loop, or None."""
     if path is None:
         yield None
         return
-    with VideoWriter(path, fps=fps) as writer:
+    with VideoWriter(path, fps=max(1, 20 // max(1, video_skip))) as writer:
         yield writer
 
 
@@ -148,7 +149,7 @@ def run_rollout(
         raise ValueError(f"horizon must be >= 1, got {horizon}.")
     if video_path is not None and video_writer is not None:
         raise ValueError("Pass video_path or video_writer, not both.")
-    with _video(video_path, fps=max(1, 20 // max(1, video_skip))) as own_writer:
+    with _video(video_path, video_skip) as own_writer:
         writer = video_writer or own_writer
         policy.start_episode()
         ob = env.reset()
@@ -204,7 +205,7 @@ def rollout_with_stats(
     episodes: list[dict[str, float]] = []
     start = time.perf_counter()
     progress = tqdm(total=num_episodes, desc="rollouts", disable=not show_progress)
-    with _video(video_path, fps=max(1, 20 // max(1, video_skip))) as writer:
+    with _video(video_path, video_skip) as writer:
         for _ in range(num_episodes):
             episodes.append(
                 run_rollout(
