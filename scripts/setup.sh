@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-EXTRAS=${T2R_EXTRAS:-dev,onnx,sim,robomimic}
+EXTRAS=${T2R_EXTRAS:-dev,onnx,sim,robomimic,distributed,lerobot}
 
 # MuJoCo renders offscreen on the CPU through EGL (or OSMesa): install the system
 # libraries when they are missing and we may (root, apt available).
