@@ -74,3 +74,13 @@ def lang_reach_env(**kwargs: Any) -> Any:
         return lang_env.LangReachEnv(**kwargs)
     except pose_env.RenderBackendError as error:
         skip_or_fail(str(error))
+
+
+def grasp_env(**kwargs: Any) -> Any:
+    """A `GraspEnv(**kwargs)`, or skip_or_fail without MuJoCo or an offscreen renderer."""
+    module = needs_module("t2r.research.grasp_env.grasp_env")
+    pose_env = needs_module("t2r.research.pose_env.pose_env")
+    try:
+        return module.GraspEnv(**kwargs)
+    except pose_env.RenderBackendError as error:
+        skip_or_fail(str(error))

@@ -1,0 +1,237 @@
+"""GraspEnv: spaces, seeding, the reward contract, episode bounds, object sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from t2r.research.grasp_env import ENV_ID, OBJECT_SETS
+from t2r.research.grasp_env.objects import ObjectFamily, sets_overlap
+from tests.needs import grasp_env, needs_module
+
+# Imported first: it picks the headless GL backend before mujoco loads.
+module = needs_module("t2r.research.grasp_env.grasp_env")
+scripted = needs_module("t2r.research.grasp_env.scripted")
+
+
+@pytest.fixture
+def env() -> Iterator[Any]:
+    environment = grasp_env(seed=0)
+    yield environment
+    environment.close()
+
+
+def _up(terminate: bool = False) -> np.ndarray:
+    """Straight up, gripper open."""
+    return np.array([0, 0, 1, 0, -1, 1 if terminate else -1], dtype=np.float32)
+
+
+def _run(environment: Any, actions: np.ndarray, seed: int) -> list[Any]:
+    out = [environment.reset(seed=seed)]
+    for action in actions:
+        observation, reward, terminated, truncated, info = environment.step(action)
+        out.append((observation, reward, terminated, truncated, info))
+        if terminated:
+            break
+    return out
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_spaces_and_observations(env: Any) -> None:
+    assert module.ACTION_LAYOUT == ("dx", "dy", "dz", "dyaw", "close", "terminate")
+    assert env.action_space.shape == (6,) and env.action_space.dtype == np.float32
+    np.testing.assert_array_equal(env.action_space.low, -np.ones(6))
+    np.testing.assert_array_equal(env.action_space.high, np.ones(6))
+    assert set(env.observation_space.spaces) == {"image", "gripper_closed", "height_to_bottom"}
+    observation, info = env.reset(seed=1)
+    assert observation["image"].shape == (64, 64, 3) and observation["image"].dtype == np.uint8
+    assert observation["gripper_closed"].dtype == np.float32
+    assert env.observation_space.contains(observation)
+    assert info == {"object_set": "train"}
+    np.testing.assert_allclose(observation["height_to_bottom"], [module.START_HEIGHT], atol=2e-3)
+    assert observation["image"].std() > 10  # a scene, not a blank buffer
+    small = grasp_env(seed=0, image_size=32)
+    assert small.reset(seed=1)[0]["image"].shape == (32, 32, 3)
+    small.close()
+
+
+def test_passes_gymnasiums_env_checker() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    environment = grasp_env(seed=0, render_mode="rgb_array")
+    check_env(environment, skip_render_check=True)
+    environment.close()
+
+
+def test_registered_with_gymnasium() -> None:
+    import gymnasium
+
+    environment = gymnasium.make(ENV_ID, object_set="test", max_steps=3)
+    observation, info = environment.reset(seed=0)
+    assert info["object_set"] == "test" and observation["image"].shape == (64, 64, 3)
+    environment.close()
+
+
+def test_same_seed_same_episode_other_seed_another(env: Any) -> None:
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(10, 6)).astype(np.float32)
+    actions[:, 5] = -1  # run the whole horizon
+    other = grasp_env(seed=123)
+    first = _run(env, actions, seed=7)
+    _assert_same(first, _run(other, actions, seed=7))
+    _assert_same(first, _run(env, actions, seed=7))  # a reused env too
+    assert len(first) == 11
+    different = _run(other, actions, seed=8)
+    assert not np.array_equal(first[0][0]["image"], different[0][0]["image"])
+    other.close()
+
+
+def test_constructor_seed_fixes_the_first_reset() -> None:
+    a, b = grasp_env(seed=5), grasp_env(seed=5)
+    np.testing.assert_array_equal(a.reset()[0]["image"], b.reset()[0]["image"])
+    assert a.objects == b.objects
+    a.close()
+    b.close()
+
+
+def test_nothing_lifted_rewards_0(env: Any) -> None:
+    env.reset(seed=2)
+    for _ in range(3):
+        observation, reward, terminated, truncated, info = env.step(_up())
+        assert reward == 0.0 and not terminated and not truncated
+        assert "grasp_success" not in info
+    observation, reward, terminated, truncated, info = env.step(_up(terminate=True))
+    # The gripper closed on air high above the bin and lifted.
+    assert terminated and not truncated
+    assert reward == 0.0 and info["grasp_success"] is False
+    assert observation["gripper_closed"][0] == 1.0
+    assert not env.lifted().any()
+    assert env.object_positions()[:, 2].max() < 0.05
+
+
+def test_an_object_lifted_rewards_1(env: Any) -> None:
+    policy = scripted.ScriptedGraspPolicy(env)
+    observation, _ = env.reset(seed=3)
+    policy.reset()
+    rewards = []
+    for _ in range(env.max_steps):
+        observation, reward, terminated, _, info = env.step(policy.sample_action(observation, 0)[0])
+        rewards.append(reward)
+        if terminated:
+            break
+    assert rewards[-1] == 1.0 and info["grasp_success"] is True
+    assert all(r == 0.0 for r in rewards[:-1])
+    heights = env.object_positions()[:, 2]
+    assert heights.max() > module.LIFT_THRESHOLD  # one object is up in the fingers
+    assert np.sort(heights)[-2] < 0.05  # the others stay in the bin
+
+
+def test_reward_is_whether_an_object_ends_up_lifted() -> None:
+    environment = grasp_env(seed=0, object_set="test", start_height=0.01)
+    rng = np.random.default_rng(1)
+    outcomes = []
+    for seed in range(6):
+        environment.reset(seed=seed)
+        terminated = False
+        while not terminated:
+            _, reward, terminated, _, info = environment.step(rng.uniform(-1, 1, 6))
+        assert reward == float(environment.lifted().any()) == float(info["grasp_success"])
+        outcomes.append(reward)
+    environment.close()
+    assert 1.0 in outcomes and 0.0 in outcomes  # both sides of the contract were seen
+
+
+def test_close_stays_closed_and_the_episode_is_bounded() -> None:
+    environment = grasp_env(seed=0, max_steps=4)
+    environment.reset(seed=0)
+    close = np.array([0, 0, 0, 0, 1, -1], dtype=np.float32)
+    observation, *_ = environment.step(close)
+    assert observation["gripper_closed"][0] == 1.0 and environment.gripper_closed
+    steps = 1
+    terminated = False
+    while not terminated:
+        observation, _reward, terminated, _truncated, info = environment.step(_up())
+        steps += 1
+        assert observation["gripper_closed"][0] == 1.0
+    assert steps == 4 and environment.steps == 4 and "grasp_success" in info
+    with pytest.raises(RuntimeError, match="GraspEnv.step: the episode is over"):
+        environment.step(_up())
+    environment.close()
+
+
+def test_actions_are_scaled_and_clipped(env: Any) -> None:
+    env.reset(seed=4)
+    x, y, height, yaw = env.gripper_pose()
+    env.step(np.array([5, -0.5, 1, 0.5, -1, -1]))  # dx clipped to 1
+    x2, y2, height2, yaw2 = env.gripper_pose()
+    assert x2 - x == pytest.approx(min(module.XY_STEP, 0.14 - x), abs=3e-3)
+    assert y2 - y == pytest.approx(-0.5 * module.XY_STEP, abs=3e-3)
+    assert height2 - height == pytest.approx(module.Z_STEP, abs=3e-3)
+    assert yaw2 - yaw == pytest.approx(0.5 * module.YAW_STEP, abs=0.03)
+    with pytest.raises(ValueError, match=r"expected an action of shape \(6,\)"):
+        env.step(np.zeros(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.full(6, np.nan))
+
+
+def test_invalid_arguments_name_the_place() -> None:
+    with pytest.raises(ValueError, match="GraspEnv: object_set must be one of"):
+        module.GraspEnv(object_set="val")
+    with pytest.raises(ValueError, match="GraspEnv: num_objects"):
+        module.GraspEnv(num_objects=0)
+    with pytest.raises(ValueError, match="GraspEnv: render_mode"):
+        module.GraspEnv(render_mode="human")
+
+
+def test_train_and_test_object_sets_are_disjoint() -> None:
+    train, test = OBJECT_SETS["train"], OBJECT_SETS["test"]
+    assert sets_overlap(train, test) == []
+    assert sets_overlap(train, train)  # the check can fail
+    assert {f.shape for f in test.families} - {f.shape for f in train.families} == {"capsule"}
+    with pytest.raises(ValueError, match=r"ObjectFamily\('cone'\)|shape must be one of"):
+        ObjectFamily("cone", ((0.01, 0.02),))
+
+
+def test_the_env_draws_from_its_object_set() -> None:
+    shapes = {}
+    for name in ("train", "test"):
+        environment = grasp_env(seed=0, object_set=name, num_objects=4)
+        drawn = []
+        for seed in range(5):
+            environment.reset(seed=seed)
+            drawn += environment.objects
+        environment.close()
+        shapes[name] = {spec.shape for spec in drawn}
+        families = OBJECT_SETS[name].families
+        for spec in drawn:
+            assert any(
+                f.shape == spec.shape
+                and all(lo <= s <= hi for s, (lo, hi) in zip(spec.size, f.size_ranges))
+                for f in families
+            ), spec
+    assert shapes["train"] == {"box", "cylinder"}
+    assert "capsule" in shapes["test"]
+
+
+def test_objects_start_apart_inside_the_bin(env: Any) -> None:
+    for seed in range(5):
+        env.reset(seed=seed)
+        positions = env.object_positions()
+        assert np.all(np.abs(positions[:, :2]) < 0.15)
+        assert np.all(positions[:, 2] > 0) and np.all(positions[:, 2] < 0.05)
+        gaps = np.linalg.norm(positions[:, None, :2] - positions[None, :, :2], axis=-1)
+        assert gaps[np.triu_indices(3, 1)].min() > 0.03
