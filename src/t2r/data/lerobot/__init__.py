@@ -25,6 +25,14 @@ from t2r.data.lerobot.info import (
     load_lerobot_info,
 )
 from t2r.data.lerobot.reader import LeRobotEpisodeData, LeRobotReader, read_lerobot_episodes
+from t2r.data.lerobot.source import (
+    IS_PAD_SUFFIX,
+    LeRobotFrame,
+    LeRobotInputGenerator,
+    LeRobotSource,
+    ParseLeRobotFramesFn,
+    delta_indices,
+)
 from t2r.data.lerobot.video import DEFAULT_CODEC, decode_frames
 from t2r.data.lerobot.writer import LeRobotEpisodeWriter, write_lerobot_dataset
 
@@ -32,15 +40,21 @@ __all__ = [
     "CODEBASE_VERSION",
     "DEFAULT_CODEC",
     "DEFAULT_FEATURES",
+    "IS_PAD_SUFFIX",
     "TOLERANCE_S",
     "LeRobotDatasetInfo",
     "LeRobotEpisodeData",
     "LeRobotEpisodeInfo",
     "LeRobotEpisodeWriter",
     "LeRobotFeature",
+    "LeRobotFrame",
+    "LeRobotInputGenerator",
     "LeRobotReader",
+    "LeRobotSource",
     "LeRobotVideoRef",
+    "ParseLeRobotFramesFn",
     "decode_frames",
+    "delta_indices",
     "feature_path",
     "load_lerobot_info",
     "read_lerobot_episodes",

@@ -83,6 +83,7 @@ class LeRobotEpisodeData:
         )
         self._table: pa.Table | None = None
         self._columns: dict[str, np.ndarray] = {}
+        self._tasks: list[str] | None = None
 
     def _rows(self) -> pa.Table:
         if self._table is None:
@@ -184,6 +185,11 @@ class LeRobotEpisodeData:
 
     def tasks(self) -> list[str]:
         """The task of each frame (by ``task_index``)."""
+        if self._tasks is None:
+            self._tasks = self._frame_tasks()
+        return self._tasks
+
+    def _frame_tasks(self) -> list[str]:
         indices = self.column("task_index")
         tasks = self.reader.info.tasks
         bad = [int(i) for i in indices if not 0 <= int(i) < len(tasks)]
