@@ -80,6 +80,99 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from t2r.data import DataError
+    from t2r.data.convert import convert
+
+    try:
+        result = convert(
+            args.src,
+            args.dst,
+            args.to,
+            src_format=args.src_format,
+            overwrite=args.overwrite,
+            image_format=args.image_format,
+            fps=args.fps,
+            video=not args.no_video,
+            progress=True,
+        )
+    except (DataError, FileExistsError, ValueError) as e:
+        print(f"t2r convert: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{result.src} ({result.src_format}) -> {result.dst} ({result.dst_format}): "
+        f"{result.num_episodes} episodes, {result.num_steps} steps"
+    )
+    for message in result.losses.values():
+        print(f"lost or moved: {message}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from t2r.data import DataError
+    from t2r.inspect import format_report, inspect_path
+
+    try:
+        report = inspect_path(args.path, max_episodes=args.max_episodes)
+    except DataError as e:
+        print(f"t2r inspect: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _add_data_parsers(commands: argparse._SubParsersAction) -> None:
+    from t2r.data.convert import FORMATS
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a dataset between TFRecord, RLDS, robomimic HDF5 and LeRobot",
+        description=(
+            "Reads the dataset at SRC (format detected, or --from) episode by episode and\n"
+            "writes it at DST in the --to format. What the target cannot hold is reported\n"
+            "(docs/data_sources.md, Conversions)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("src", help="the dataset: a file, directory or TFRecord glob")
+    convert.add_argument("dst", help="where the converted dataset goes")
+    convert.add_argument("--to", required=True, choices=FORMATS, help="the target format")
+    convert.add_argument(
+        "--from", dest="src_format", choices=FORMATS, default=None, help="SRC's format"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    convert.add_argument(
+        "--image_format",
+        choices=("jpeg", "png"),
+        default=None,
+        help="TFRecord/RLDS image encoding (default: the source's, else png)",
+    )
+    convert.add_argument("--fps", type=float, default=None, help="LeRobot frame rate")
+    convert.add_argument(
+        "--no_video", action="store_true", help="LeRobot: store camera frames as images"
+    )
+    convert.set_defaults(func=_convert)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="what a dataset, an export or a checkpoint holds",
+        description=(
+            "A dataset (any format t2r converts): episodes, steps, features as specs and\n"
+            "statistics. An export or checkpoint: specs, version, global step and how to\n"
+            "feed it."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("path", help="dataset, export directory, model_dir or checkpoint")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument(
+        "--max_episodes", type=int, default=None, help="read at most this many episodes"
+    )
+    inspect.set_defaults(func=_inspect)
+
+
 def _train(args: argparse.Namespace) -> int:
     from t2r.bin import run_t2r_trainer
 
@@ -159,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(func=_version)
 
     _add_demo_parser(commands)
+    _add_data_parsers(commands)  # t2r convert, t2r inspect
 
     from t2r.robomimic.cli import add_robomimic_commands
 

@@ -1,0 +1,264 @@
+"""Datasets of every format t2r knows, moved between formats through `Episode`.
+
+``detect_format(path)`` says which format a path holds; ``read_episodes(path)``
+yields its episodes as :class:`~t2r.data.episodes.Episode`; ``write_episodes(path,
+episodes, to=...)`` writes them in a format; ``convert(src, dst, to=...)`` is the
+two together. Each format has one adapter (module) to and from `Episode`:
+
+* ``tfrecord``: T2R TFRecords, one ``tf.train.Example`` per step
+  (:mod:`t2r.data.convert.tfrecord_episodes`).
+* ``rlds``: tensorflow-datasets RLDS directories (:mod:`t2r.data.convert.rlds_episodes`).
+* ``robomimic``: robomimic HDF5 files (:mod:`t2r.data.convert.robomimic_episodes`).
+* ``lerobot``: LeRobot dataset directories (:mod:`t2r.data.lerobot`).
+
+Every conversion is lossless where the two formats can hold the data; what they
+cannot hold is logged once per kind as a warning and listed in the result of
+:func:`convert` (see docs/data_sources.md, "Conversions", for the table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, get_args
+
+from t2r.data.convert.common import Losses
+from t2r.data.convert.rlds_episodes import (
+    read_rlds_episodes,
+    rlds_directory,
+    write_rlds_episodes,
+)
+from t2r.data.convert.robomimic_episodes import (
+    is_hdf5_file,
+    read_robomimic_episodes,
+    write_robomimic_episodes,
+)
+from t2r.data.convert.tfrecord_episodes import (
+    EPISODES_FILE,
+    is_tfrecord_file,
+    read_tfrecord_episodes,
+    write_tfrecord_episodes,
+)
+from t2r.data.episodes import Episode
+from t2r.data.errors import DataError
+
+__all__ = [
+    "FORMATS",
+    "ConversionResult",
+    "Format",
+    "convert",
+    "detect_format",
+    "read_episodes",
+    "write_episodes",
+]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["tfrecord", "rlds", "robomimic", "lerobot"]
+FORMATS: tuple[str, ...] = get_args(Format)
+
+_LEROBOT_INFO = os.path.join("meta", "info.json")
+
+
+def detect_format(path: str | os.PathLike[str]) -> Format:
+    """Which format `path` holds.
+
+    * a directory with ``meta/info.json``: ``lerobot``;
+    * a directory with ``dataset_info.json`` and ``features.json`` (or whose only
+      sub-directory has them): ``rlds``;
+    * an HDF5 file: ``robomimic``;
+    * a TFRecord file, a directory of them, or a glob matching them: ``tfrecord``.
+
+    Raises:
+        DataError: naming the path and what was looked for, when it is none of these.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, _LEROBOT_INFO)):
+            return "lerobot"
+        if rlds_directory(path) is not None:
+            return "rlds"
+        if os.path.isfile(os.path.join(path, EPISODES_FILE)):
+            return "tfrecord"
+        names = [n for n in os.listdir(path) if not n.startswith(".")]
+        if any(
+            os.path.isfile(os.path.join(path, n)) and is_tfrecord_file(os.path.join(path, n))
+            for n in names
+        ):
+            return "tfrecord"
+        raise DataError(
+            f"{path}: a directory of no dataset format t2r knows: no meta/info.json (LeRobot), "
+            "no dataset_info.json + features.json (RLDS), no TFRecord files "
+            f"(entries: {sorted(names)[:10]})."
+        )
+    if os.path.isfile(path):
+        if is_hdf5_file(path):
+            return "robomimic"
+        if is_tfrecord_file(path):
+            return "tfrecord"
+        raise DataError(
+            f"{path}: a file of no dataset format t2r knows: neither HDF5 (robomimic) nor "
+            "TFRecord (its first record's length crc does not check out)."
+        )
+    if glob.has_magic(path):
+        matches = sorted(m for m in glob.glob(path) if os.path.isfile(m))
+        if matches and all(is_tfrecord_file(m) for m in matches):
+            return "tfrecord"
+        raise DataError(
+            f"{path}: the pattern matches {len(matches)} files"
+            + (", not all of them TFRecord files." if matches else ".")
+        )
+    raise DataError(f"{path}: no such file or directory.")
+
+
+def _format(path: str, format: str | None) -> Format:
+    if format is None:
+        return detect_format(path)
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; one of {list(FORMATS)}.")
+    return format  # type: ignore[return-value]
+
+
+def read_episodes(
+    path: str | os.PathLike[str],
+    format: Format | None = None,
+    *,
+    losses: Losses | None = None,
+) -> Iterator[Episode]:
+    """The episodes at `path`, in the format's order (`format` None: detected)."""
+    path = os.fspath(path)
+    fmt = _format(path, format)
+    losses = losses or Losses(path)
+    if fmt == "tfrecord":
+        return read_tfrecord_episodes(path, losses)
+    if fmt == "rlds":
+        return read_rlds_episodes(path, losses)
+    if fmt == "robomimic":
+        return read_robomimic_episodes(path, losses)
+    from t2r.data import lerobot  # type: ignore[attr-defined]
+
+    return iter(lerobot.read_lerobot_episodes(path))
+
+
+def write_episodes(
+    path: str | os.PathLike[str],
+    episodes: Iterable[Episode],
+    to: Format,
+    *,
+    image_format: Literal["jpeg", "png"] | None = None,
+    fps: float | None = None,
+    video: bool = True,
+    losses: Losses | None = None,
+) -> None:
+    """Writes `episodes` at `path` in format `to`, atomically (whole or not at all).
+
+    Args:
+        image_format: how TFRecord and RLDS encode images; default: as the source
+            did (``metadata['image_formats']``), else PNG (lossless).
+        fps: LeRobot's frame rate (default: the episodes' ``metadata['fps']``, else 10).
+        video: LeRobot: store cameras as MP4 (lossy) rather than images.
+    """
+    path = os.fspath(path)
+    to = _format(path, to)
+    losses = losses or Losses(path)
+    if to == "tfrecord":
+        write_tfrecord_episodes(path, episodes, image_format=image_format, losses=losses)
+    elif to == "rlds":
+        write_rlds_episodes(path, episodes, image_format=image_format, losses=losses)
+    elif to == "robomimic":
+        write_robomimic_episodes(path, episodes, losses=losses)
+    else:
+        _write_lerobot(path, episodes, fps, video, losses)
+
+
+def _write_lerobot(
+    path: str, episodes: Iterable[Episode], fps: float | None, video: bool, losses: Losses
+) -> None:
+    from t2r.data import lerobot  # type: ignore[attr-defined]
+
+    items = iter(episodes)
+    first = next(items, None)
+    if first is None:
+        raise ValueError(f"{path}: no episodes to write.")
+    rate = fps if fps is not None else first.metadata.get("fps")
+    if rate is None:
+        losses.note("fps", "no fps given or in the episodes' metadata; LeRobot gets 10 fps.")
+        rate = 10
+    if video:
+        losses.note("video", "LeRobot stores cameras as MP4 video, which is lossy.")
+
+    def chain() -> Iterator[Episode]:
+        yield first
+        yield from items
+
+    lerobot.write_lerobot_dataset(path, chain(), float(rate), video=video)
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """What :func:`convert` did: formats, counts, and what the target could not hold."""
+
+    src: str
+    dst: str
+    src_format: str
+    dst_format: str
+    num_episodes: int
+    num_steps: int
+    losses: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    to: Format,
+    *,
+    src_format: Format | None = None,
+    overwrite: bool = False,
+    image_format: Literal["jpeg", "png"] | None = None,
+    fps: float | None = None,
+    video: bool = True,
+    progress: bool = False,
+) -> ConversionResult:
+    """Reads the dataset at `src` and writes it at `dst` in format `to`.
+
+    `dst` must not exist unless `overwrite`. Each kind of loss is logged once and
+    listed in the result's ``losses``.
+    """
+    src, dst = os.fspath(src), os.fspath(dst)
+    if to not in FORMATS:
+        raise ValueError(f"unknown target format {to!r}; one of {list(FORMATS)}.")
+    if os.path.lexists(dst) and not overwrite:
+        raise FileExistsError(f"{dst}: exists; pass overwrite=True (--overwrite) to replace it.")
+    fmt = _format(src, src_format)
+    losses = Losses(dst)
+    counts = {"episodes": 0, "steps": 0}
+
+    def counted() -> Iterator[Episode]:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(desc=f"{fmt} -> {to}", unit="episode")
+        try:
+            for episode in read_episodes(src, fmt, losses=losses):
+                counts["episodes"] += 1
+                counts["steps"] += episode.num_steps
+                if bar is not None:
+                    bar.update(1)
+                yield episode
+        finally:
+            if bar is not None:
+                bar.close()
+
+    write_episodes(
+        dst, counted(), to, image_format=image_format, fps=fps, video=video, losses=losses
+    )
+    return ConversionResult(
+        src, dst, fmt, to, counts["episodes"], counts["steps"], dict(losses.messages)
+    )
