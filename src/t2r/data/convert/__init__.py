@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, get_args
 
-from t2r.data.convert.common import Losses
+import numpy as np
+
+from t2r.data.convert.common import IMAGE_FORMATS_KEY, SPLIT_KEY, Losses, is_image
 from t2r.data.convert.rlds_episodes import (
     read_rlds_episodes,
     rlds_directory,
@@ -138,9 +141,9 @@ def read_episodes(
         return read_rlds_episodes(path, losses)
     if fmt == "robomimic":
         return read_robomimic_episodes(path, losses)
-    from t2r.data import lerobot  # type: ignore[attr-defined]
+    from t2r.data.lerobot import read_lerobot_episodes
 
-    return iter(lerobot.read_lerobot_episodes(path))
+    return read_lerobot_episodes(path)
 
 
 def write_episodes(
@@ -174,10 +177,13 @@ def write_episodes(
         _write_lerobot(path, episodes, fps, video, losses)
 
 
+_LEROBOT_METADATA = ("task", "tasks", "fps", "robot_type", "episode_index", IMAGE_FORMATS_KEY)
+
+
 def _write_lerobot(
     path: str, episodes: Iterable[Episode], fps: float | None, video: bool, losses: Losses
 ) -> None:
-    from t2r.data import lerobot  # type: ignore[attr-defined]
+    from t2r.data.lerobot import write_lerobot_dataset
 
     items = iter(episodes)
     first = next(items, None)
@@ -185,16 +191,42 @@ def _write_lerobot(
         raise ValueError(f"{path}: no episodes to write.")
     rate = fps if fps is not None else first.metadata.get("fps")
     if rate is None:
-        losses.note("fps", "no fps given or in the episodes' metadata; LeRobot gets 10 fps.")
+        losses.note("fps", "no --fps given and no 'fps' in the metadata; LeRobot gets 10 fps.")
         rate = 10
-    if video:
-        losses.note("video", "LeRobot stores cameras as MP4 video, which is lossy.")
+    if float(rate) != round(float(rate)):
+        losses.note("fps", f"LeRobot needs an integer fps; {rate} is written as {round(rate)}.")
+    if video and any(is_image(np.asarray(v)) for v in first.steps.values()):
+        losses.note("video", "LeRobot cameras are stored as MP4 video, which is lossy.")
 
-    def chain() -> Iterator[Episode]:
-        yield first
-        yield from items
+    def checked() -> Iterator[Episode]:
+        for episode in itertools.chain([first], items):
+            for key, value in episode.steps.items():
+                if np.ndim(value) == 2 and np.shape(value)[1] == 1:
+                    losses.note(
+                        f"squeeze:{key}",
+                        f"{key!r} has steps of shape (1,); LeRobot reads (1,) features back "
+                        "as one value per step, shape ().",
+                    )
+            for key in episode.metadata:
+                if key == SPLIT_KEY:
+                    if episode.metadata[key] != "train":
+                        losses.note("split", "LeRobot datasets are written as one split.")
+                elif key not in _LEROBOT_METADATA:
+                    losses.note(
+                        f"metadata:{key}",
+                        f"LeRobot keeps an episode's task, fps and robot type; metadata "
+                        f"{key!r} is not written.",
+                    )
+            yield episode
 
-    lerobot.write_lerobot_dataset(path, chain(), float(rate), video=video)
+    robot_type = first.metadata.get("robot_type")
+    write_lerobot_dataset(
+        path,
+        checked(),
+        round(float(rate)),
+        video=video,
+        robot_type=None if robot_type is None else str(robot_type),
+    )
 
 
 @dataclasses.dataclass
