@@ -302,3 +302,17 @@ def test_lerobot_video_is_lossy_and_says_so(tmp_path: Path) -> None:
     assert back.metadata["fps"] == 5 and back.metadata["task"] == "look"
     error = np.abs(back.steps["observation/image"].astype(int) - frames.astype(int))
     assert error.mean() < 4
+
+
+def test_float64_precision_loss_is_reported(tmp_path: Path) -> None:
+    x = np.array([[0.1 + 1e-12], [0.2]])
+    episode = Episode({"observation/x": x, "action": np.zeros((2, 2), np.float32)}, {})
+    source = write(tmp_path, "robomimic", [episode])
+    for fmt in ("tfrecord", "rlds"):
+        result = convert(source, tmp_path / f"out_{fmt}", to=fmt)  # type: ignore[arg-type]
+        assert "float32 (precision lost)" in result.losses["float64:observation/x"]
+        (back,) = read_episodes(tmp_path / f"out_{fmt}")
+        assert back.steps["observation/x"].dtype == np.float64
+        np.testing.assert_allclose(back.steps["observation/x"], x, rtol=1e-7)
+    (back,) = read_episodes(source)  # robomimic keeps float64 exactly
+    np.testing.assert_array_equal(back.steps["observation/x"], x)

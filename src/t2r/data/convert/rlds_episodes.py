@@ -48,7 +48,13 @@ from t2r.data.rlds import (
     load_rlds_info,
     write_rlds,
 )
-from t2r.specs import ExtendedTensorSpec, TensorSpecStruct, is_encoded_image_spec, is_string_dtype
+from t2r.specs import (
+    ExtendedTensorSpec,
+    TensorSpecStruct,
+    is_encoded_image_spec,
+    is_string_dtype,
+    numpy_dtype,
+)
 
 __all__ = ["read_rlds_episodes", "rlds_directory", "write_rlds_episodes"]
 
@@ -185,6 +191,12 @@ def write_rlds_episodes(
         spec = step_spec(episode, image_format)  # type: ignore[arg-type]
         if first is None:
             first = spec
+            for key, s in spec.items():
+                if not is_string_dtype(s.dtype) and numpy_dtype(s.dtype) == np.float64:
+                    losses.note(
+                        f"float64:{key}",
+                        f"{key!r} is float64; RLDS records store float32 (precision lost).",
+                    )
             for key, value in episode.metadata.items():
                 if key in _RESERVED:
                     continue
