@@ -163,3 +163,76 @@ def short_shard(shard: Any, on_episode: Any) -> dict[str, Any]:
     from t2r.collect import EnvRunResult
 
     return {"collect": EnvRunResult("collect", 0, [0.0] * (shard.num_episodes - 1), 0, [], 0.0)}
+
+
+def loop_shard(
+    shard: Any,
+    context: Any,
+    length: int = 3,
+    episodes_per_file: int = 2,
+    step_secs: float = 0.0,
+    kill_at: tuple[int, int, int] | None = None,
+    started_log: str | None = None,
+) -> None:
+    """A `t2r.collect.ray_collector.ContinuousCollectFn` over SlowCountingEnv.
+
+    Records are b'<shard>/<attempt>/<episode>/<step>'. Each round is a `run_env`
+    call of `episodes_per_file` episodes (one replay file), until stopped.
+    `kill_at=(shard index, episode, step)`: on attempt 0, that shard SIGKILLs
+    itself inside that step of that episode (numbered over the whole attempt),
+    i.e. mid-episode. `started_log`: a file each episode's start is appended to
+    (``<shard>/<attempt>/<episode>``), to tell what the collector had started.
+    """
+    import os
+    import signal
+
+    from t2r.collect import TFRecordReplayWriter, run_env
+
+    episode_number = -1
+
+    class Env(SlowCountingEnv):
+        def reset(self) -> Any:
+            nonlocal episode_number
+            episode_number += 1
+            if started_log is not None:
+                with open(started_log, "a") as f:
+                    f.write(f"{shard.index}/{context.attempt}/{episode_number}\n")
+            return super().reset()
+
+        def step(self, action: Any) -> Any:
+            if (
+                kill_at is not None
+                and context.attempt == 0
+                and kill_at == (shard.index, episode_number, self._t)
+            ):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().step(action)
+
+    env = Env(length=length, step_secs=step_secs)
+
+    def to_records(episode: list[Any]) -> list[bytes]:
+        return [
+            f"{shard.index}/{context.attempt}/{episode_number}/{step}".encode()
+            for step in range(len(episode))
+        ]
+
+    def after_episode(index: int, episode: Any) -> None:
+        context.on_episode(len(episode), sum(t[2] for t in episode), global_step=0)
+
+    while not context.should_stop():
+        run_env(
+            env,
+            ConstantPolicy(),
+            episode_to_transitions_fn=to_records,
+            replay_writer=TFRecordReplayWriter(),
+            root_dir=shard.root_dir,
+            task=shard.index,
+            num_episodes=episodes_per_file,
+            on_episode=after_episode,
+            show_progress=False,
+        )
+
+
+def raising_loop(shard: Any, context: Any) -> None:
+    """A ContinuousCollectFn with a bug."""
+    raise RuntimeError("the gripper is on backwards")

@@ -15,6 +15,9 @@ Tensor2Robot's collection side (``dql_grasping_lib/run_env.py``,
   (`split_shards`), each collected by its own process into one root directory,
   with no episode lost or duplicated and no partial file visible when a worker
   dies; the `Collector` interface a Ray-based collector shares.
+* `RayCollector` (`t2r.collect.ray_collector`): the same on Ray actors, plus a
+  continuous mode (`RayCollector.start`) whose actors collect until stopped and
+  are restarted by Ray when they die, losing at most their unfinished episode.
 * `collect_eval_loop`: restore the newest policy, collect and evaluate each new
   global step once (persisted in the root directory), once or continuously.
 
@@ -35,6 +38,12 @@ from t2r.collect.parallel import (
     check_report,
     split_shards,
 )
+from t2r.collect.ray_collector import (
+    ContinuousCollection,
+    LoopContext,
+    RayCollector,
+    ray_session,
+)
 from t2r.collect.replay_writer import (
     TFRecordReplayWriter,
     collector_id,
@@ -51,15 +60,19 @@ __all__ = [
     "CollectReport",
     "CollectShard",
     "Collector",
+    "ContinuousCollection",
     "EnvRunResult",
     "ExploreSchedule",
+    "LoopContext",
     "ProcessCollector",
+    "RayCollector",
     "SpecEpisodeToTransitions",
     "TFRecordReplayWriter",
     "Transition",
     "check_report",
     "collect_eval_loop",
     "collector_id",
+    "ray_session",
     "records_pattern",
     "recover_replay_directory",
     "run_env",
