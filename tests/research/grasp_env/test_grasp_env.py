@@ -235,3 +235,20 @@ def test_objects_start_apart_inside_the_bin(env: Any) -> None:
         assert np.all(positions[:, 2] > 0) and np.all(positions[:, 2] < 0.05)
         gaps = np.linalg.norm(positions[:, None, :2] - positions[None, :, :2], axis=-1)
         assert gaps[np.triu_indices(3, 1)].min() > 0.03
+
+
+def test_a_diverged_simulation_scores_0(env: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import mujoco
+
+    policy = scripted.ScriptedGraspPolicy(env)
+    observation, _ = env.reset(seed=3)  # the scripted grasp succeeds on this seed
+    # What MuJoCo records when an acceleration diverges (it then resets the state).
+    env.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number = 1
+    terminated = False
+    while not terminated:
+        observation, reward, terminated, _, info = env.step(policy.sample_action(observation, 0)[0])
+        assert info["physics_unstable"] is True
+    assert env.lifted().any() and reward == 0.0 and info["grasp_success"] is False
+    assert "the simulation diverged" in caplog.text
+    env.reset(seed=3)  # a reset clears it
+    assert "physics_unstable" not in env.step(np.zeros(6, np.float32))[4]

@@ -16,7 +16,9 @@ episode succeeds when an object ends up above `LIFT_THRESHOLD`.
   camera, ``gripper_closed`` ``(1,)`` float32 (0 or 1), ``height_to_bottom``
   ``(1,)`` float32, the height of the fingers' bottom above the bin floor, metres.
 * reward: 1.0 on the final step when an object is lifted, else 0.0; every other
-  step 0. The final step (``terminate`` or ``max_steps``) always reports
+  step 0 (and 0 when MuJoCo reported a diverging simulation, which it resets by
+  itself: ``info["physics_unstable"]``, never seen with the defaults). The final
+  step (``terminate`` or ``max_steps``) always reports
   ``terminated=True``: the grasp attempt happened, there is nothing to bootstrap
   from. ``info`` holds ``object_set`` on every step and ``grasp_success``
   (bool) on the final one.
@@ -37,6 +39,7 @@ Rendering is headless, as in pose_env (``MUJOCO_GL`` picked by
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -61,6 +64,8 @@ from t2r.research.grasp_env.scene import (  # noqa: E402
     SHAPES,
     build_scene_xml,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ACTION_LAYOUT",
@@ -443,6 +448,7 @@ class GraspEnv(gym.Env):
             self._close()
         self._steps += 1
         info: dict[str, Any] = {"object_set": self.object_set}
+        self._check_stable(info)
         reward = 0.0
         done = bool(action[5] > 0) or self._steps >= self.max_steps
         if done:
@@ -451,11 +457,25 @@ class GraspEnv(gym.Env):
             lift = self._target.copy()
             lift[2] = min(lift[2] + LIFT_HEIGHT, PALM_Z_MAX)
             self._move(lift, LIFT_SUBSTEPS, 0.75)
-            success = bool(np.any(self.lifted()))
+            self._check_stable(info)
+            success = bool(np.any(self.lifted())) and not info.get("physics_unstable", False)
             reward = float(success)
             info["grasp_success"] = success
             self._done = True
         return self._observation(), reward, done, False, info
+
+    def _check_stable(self, info: dict[str, Any]) -> None:
+        """Marks `info` when MuJoCo met a diverging acceleration since the reset (it then
+        resets the state by itself, so the episode's outcome means nothing)."""
+        warning = self._data.warning[mujoco.mjtWarning.mjWARN_BADQACC]
+        if warning.number > 0:
+            if not info.get("physics_unstable", False):
+                logger.warning(
+                    "GraspEnv: the simulation diverged at step %d (MuJoCo BADQACC); "
+                    "the episode scores 0.",
+                    self._steps,
+                )
+            info["physics_unstable"] = True
 
     # ----------------------------------------------------------- rendering
     def render_image(self) -> np.ndarray:

@@ -50,7 +50,7 @@ PALM_Z_MAX = 0.40
 # looking at the bin's centre.
 CAMERA_POS = (-0.38, -0.14, 0.46)
 CAMERA_TARGET = (0.0, 0.0, 0.02)
-CAMERA_FOVY = 48.0
+CAMERA_FOVY = 40.0
 
 SHAPES = ("box", "cylinder", "capsule")
 HIDDEN_GROUP = 3

@@ -28,8 +28,8 @@ from t2r.research.grasp_env.scene import BIN_HALF, FINGER_OPEN, FINGER_PAD_HALF
 
 __all__ = ["ScriptedGraspPolicy", "scripted_grasp_action"]
 
-ALIGN_TOLERANCE = 0.008  # metres in x-y
-YAW_TOLERANCE = 0.15  # radians
+ALIGN_TOLERANCE = 0.015  # metres in x-y
+YAW_TOLERANCE = 0.25  # radians
 GRASP_HEIGHT = 0.006  # finger bottom above the floor when closing
 CLEARANCE = 0.012  # finger bottom above the objects' tops while moving across
 
