@@ -38,6 +38,14 @@ def test_inspect_each_dataset_format(tmp_path: Path, fmt: str) -> None:
     np.testing.assert_allclose(stats["max"], state.max(axis=0), rtol=1e-6)
     np.testing.assert_allclose(stats["mean"], state.mean(axis=0), rtol=1e-6)
     assert report["distinct_tasks"] == 3
+    source = report["source"]  # the format's own metadata
+    expected = {
+        "tfrecord": ("layout", "t2r_episodes.json"),
+        "rlds": ("split_episodes", {"train": 3}),
+        "robomimic": ("num_demos", 3),
+        "lerobot": ("total_frames", 12),
+    }[fmt]
+    assert source[expected[0]] == expected[1]
     json.dumps(report)  # JSON-ready
     text = format_report(report)
     assert f"{fmt} dataset" in text and "episodes: 3  steps: 12" in text
@@ -47,6 +55,8 @@ def test_inspect_the_fixtures() -> None:
     report = inspect_path(needs_fixture("rlds_fractal_tiny"))
     assert (report["episodes"], report["steps"]) == (6, 33)
     assert report["splits"] == {"train": 5, "val": 1}
+    assert report["source"]["name"] == "fractal20220817_data_tiny"
+    assert report["source"]["version"] == "0.1.0"
     assert report["features"]["observation/image"]["stored_as"] == "jpeg"
     assert report["features"]["action/terminate_episode"]["dtype"] == "int32"
     pose = inspect_path(needs_fixture("pose_env_test_data.tfrecord"))
@@ -54,6 +64,7 @@ def test_inspect_the_fixtures() -> None:
     assert pose["features"]["state/image"]["shape"] == [64, 64, 3]
     assert pose["features"]["reward"]["stats"]["max"] < 0  # pose_env rewards are negative
     assert any("episode of one step" in note for note in pose["notes"])
+    assert pose["source"]["layout"] == "inferred from the first record"
 
 
 def test_inspect_max_episodes(tmp_path: Path) -> None:

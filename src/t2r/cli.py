@@ -94,6 +94,8 @@ def _convert(args: argparse.Namespace) -> int:
             image_format=args.image_format,
             fps=args.fps,
             video=not args.no_video,
+            rename=dict(args.rename),
+            max_episodes=args.max_episodes,
             progress=True,
         )
     except (DataError, FileExistsError, ValueError) as e:
@@ -121,6 +123,13 @@ def _inspect(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
+
+
+def _rename_pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW, got {text!r}")
+    return old, new
 
 
 def _add_data_parsers(commands: argparse._SubParsersAction) -> None:
@@ -152,6 +161,17 @@ def _add_data_parsers(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--fps", type=float, default=None, help="LeRobot frame rate")
     convert.add_argument(
         "--no_video", action="store_true", help="LeRobot: store camera frames as images"
+    )
+    convert.add_argument(
+        "--rename",
+        type=_rename_pair,
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="rename a step feature (repeatable), e.g. --rename pose=action",
+    )
+    convert.add_argument(
+        "--max_episodes", type=int, default=None, help="convert only the first N episodes"
     )
     convert.set_defaults(func=_convert)
 

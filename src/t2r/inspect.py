@@ -330,6 +330,7 @@ def _dataset_report(path: str, max_episodes: int | None) -> dict[str, Any]:
         "features": features,
         "metadata_keys": metadata_keys,
     }
+    report["source"] = _source_info(path, fmt)
     if splits:
         report["splits"] = splits
     if tasks:
@@ -338,6 +339,55 @@ def _dataset_report(path: str, max_episodes: int | None) -> dict[str, Any]:
     if losses.messages:
         report["notes"] = list(losses.messages.values())
     return report
+
+
+def _source_info(path: str, fmt: str) -> dict[str, Any]:
+    """What the format's own metadata says, read without decoding any step."""
+    if fmt == "rlds":
+        from t2r.data.convert.rlds_episodes import rlds_directory
+        from t2r.data.rlds import load_rlds_info
+
+        info = load_rlds_info(rlds_directory(path) or path)
+        return {
+            "name": info.name,
+            "version": info.version,
+            "directory": info.directory,
+            "split_episodes": {k: v.num_episodes for k, v in info.splits.items()},
+        }
+    if fmt == "lerobot":
+        from t2r.data.lerobot import load_lerobot_info
+
+        le = load_lerobot_info(path)
+        return {
+            "codebase_version": le.codebase_version,
+            "fps": le.fps,
+            "robot_type": le.robot_type,
+            "total_episodes": le.total_episodes,
+            "total_frames": le.total_frames,
+            "video_keys": le.video_keys,
+            "tasks": len(le.tasks),
+        }
+    if fmt == "robomimic":
+        from t2r.robomimic.hdf5 import dataset_info
+
+        rm = dataset_info(path)
+        env = rm["env_args"] or {}
+        return {
+            "num_demos": rm["num_demos"],
+            "total_samples": rm["total_samples"],
+            "env_name": env.get("env_name"),
+            "filter_keys": {k: v["num_demos"] for k, v in rm["filter_keys"].items()},
+        }
+    from t2r.data.convert.tfrecord_episodes import EPISODES_FILE, tfrecord_files
+
+    files = tfrecord_files(path)
+    directory = path if os.path.isdir(path) else os.path.dirname(files[0])
+    return {
+        "files": len(files),
+        "layout": "t2r_episodes.json"
+        if os.path.isfile(os.path.join(directory, EPISODES_FILE))
+        else "inferred from the first record",
+    }
 
 
 # ------------------------------------------------------------------------------ text
@@ -420,6 +470,16 @@ def _format_dataset(report: Mapping[str, Any]) -> str:
         f"min/mean/max: {spe['min']}/{spe['mean']:.1f}/{spe['max']}"
         + ("" if report["complete"] else "  (first episodes only: --max_episodes)"),
     ]
+    source = report.get("source") or {}
+    if source:
+        lines.append(
+            "source: "
+            + ", ".join(
+                f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}"
+                for k, v in source.items()
+                if v not in (None, {}, [])
+            )
+        )
     if report.get("splits"):
         lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
     if report.get("tasks"):

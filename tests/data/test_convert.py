@@ -316,3 +316,77 @@ def test_float64_precision_loss_is_reported(tmp_path: Path) -> None:
         np.testing.assert_allclose(back.steps["observation/x"], x, rtol=1e-7)
     (back,) = read_episodes(source)  # robomimic keeps float64 exactly
     np.testing.assert_array_equal(back.steps["observation/x"], x)
+
+
+def test_rename_makes_pose_env_records_a_robomimic_file(tmp_path: Path) -> None:
+    """T2R's pose_env records -> robomimic: `pose` is the action, the image an observation."""
+    source = needs_fixture("pose_env_test_data.tfrecord")
+    with pytest.raises(ValueError, match=r"robomimic needs actions.*'pose'"):
+        convert(source, tmp_path / "bad.hdf5", to="robomimic")
+    assert not (tmp_path / "bad.hdf5").exists()
+    result = convert(
+        source,
+        tmp_path / "pose.hdf5",
+        to="robomimic",
+        rename={
+            "pose": "action",
+            "state/image": "observation/image",
+            "target_pose": "observation/target",
+        },
+        max_episodes=10,
+    )
+    assert (result.num_episodes, result.num_steps) == (10, 10)
+    from t2r.robomimic.dataset import SequenceDataset
+
+    dataset = SequenceDataset(tmp_path / "pose.hdf5", ["image", "target"], load_next_obs=False)
+    assert len(dataset) == 10
+    item = dataset[3]
+    assert item["obs"]["image"].shape == (1, 64, 64, 3) and item["actions"].shape == (1, 2)
+    with pytest.raises(ValueError, match=r"no step feature \['nope'\] to rename"):
+        convert(source, tmp_path / "x", to="tfrecord", rename={"nope": "x"})
+
+
+def test_sequence_example_records_are_episodes(tmp_path: Path) -> None:
+    from t2r.data import TFRecordWriter, create_serialize_tf_example_fn
+
+    spec = TensorSpecStruct(
+        [
+            ("goal", ExtendedTensorSpec((2,), "float32", name="goal")),
+            ("action", ExtendedTensorSpec((3,), "float32", name="action", is_sequence=True)),
+            (
+                "image",
+                ExtendedTensorSpec(
+                    (8, 8, 3), "uint8", name="image", is_sequence=True, data_format="png"
+                ),
+            ),
+        ]
+    )
+    serialize = create_serialize_tf_example_fn(spec)
+    rng = np.random.default_rng(0)
+    values = []
+    with TFRecordWriter(tmp_path / "seq.tfrecord") as writer:
+        for n in (3, 5):
+            value = {
+                "goal": rng.normal(size=2).astype(np.float32),
+                "action": rng.normal(size=(n, 3)).astype(np.float32),
+                "image": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+            }
+            values.append(value)
+            writer.write(serialize(value))
+    episodes = list(read_episodes(tmp_path / "seq.tfrecord"))
+    assert [e.num_steps for e in episodes] == [3, 5]
+    for episode, value in zip(episodes, values):
+        np.testing.assert_array_equal(episode.steps["action"], value["action"])
+        np.testing.assert_array_equal(episode.steps["image"], value["image"])
+        np.testing.assert_array_equal(
+            episode.steps["goal"], np.stack([value["goal"]] * episode.num_steps)
+        )
+
+
+def test_detect_format_of_a_glob(tmp_path: Path) -> None:
+    path = write(tmp_path, "tfrecord", make_episodes())
+    pattern = str(path / "episodes-*.tfrecord")
+    assert detect_format(pattern) == "tfrecord"
+    assert len(list(read_episodes(pattern))) == 3
+    with pytest.raises(DataError, match="matches 0 files"):
+        detect_format(str(tmp_path / "nothing-*.tfrecord"))

@@ -23,7 +23,7 @@ import glob
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -55,6 +55,7 @@ __all__ = [
     "convert",
     "detect_format",
     "read_episodes",
+    "renamed",
     "write_episodes",
 ]
 
@@ -229,6 +230,30 @@ def _write_lerobot(
     )
 
 
+def renamed(episode: Episode, rename: Mapping[str, str], where: str = "episode") -> Episode:
+    """`episode` with the step features in `rename` (old path -> new path) renamed.
+
+    Raises:
+        ValueError: a path to rename is missing, or a new path is taken (naming both).
+    """
+    missing = [old for old in rename if old not in episode.steps]
+    if missing:
+        raise ValueError(
+            f"{where}: no step feature {missing} to rename; it has {sorted(episode.steps)}."
+        )
+    steps: dict[str, np.ndarray] = {}
+    for key, value in episode.steps.items():
+        new = rename.get(key, key)
+        if new in steps:
+            raise ValueError(f"{where}: renaming gives two features {new!r}.")
+        steps[new] = value
+    metadata = dict(episode.metadata)
+    formats = metadata.get(IMAGE_FORMATS_KEY)
+    if isinstance(formats, Mapping):
+        metadata[IMAGE_FORMATS_KEY] = {rename.get(k, k): v for k, v in formats.items()}
+    return Episode(steps, metadata)
+
+
 @dataclasses.dataclass
 class ConversionResult:
     """What :func:`convert` did: formats, counts, and what the target could not hold."""
@@ -255,12 +280,21 @@ def convert(
     image_format: Literal["jpeg", "png"] | None = None,
     fps: float | None = None,
     video: bool = True,
+    rename: Mapping[str, str] | None = None,
+    max_episodes: int | None = None,
     progress: bool = False,
 ) -> ConversionResult:
     """Reads the dataset at `src` and writes it at `dst` in format `to`.
 
     `dst` must not exist unless `overwrite`. Each kind of loss is logged once and
     listed in the result's ``losses``.
+
+    Args:
+        rename: step feature paths renamed on the way (``{"pose": "action"}``),
+            e.g. to give a robomimic target the ``action`` and ``observation/...``
+            features it needs; a path the first episode lacks is an error.
+        max_episodes: convert only the first episodes.
+        image_format, fps, video: as for :func:`write_episodes`.
     """
     src, dst = os.fspath(src), os.fspath(dst)
     if to not in FORMATS:
@@ -279,6 +313,10 @@ def convert(
             bar = tqdm(desc=f"{fmt} -> {to}", unit="episode")
         try:
             for episode in read_episodes(src, fmt, losses=losses):
+                if max_episodes is not None and counts["episodes"] >= max_episodes:
+                    break
+                if rename:
+                    episode = renamed(episode, rename, f"{src}: episode {counts['episodes']}")
                 counts["episodes"] += 1
                 counts["steps"] += episode.num_steps
                 if bar is not None:
