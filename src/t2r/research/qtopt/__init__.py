@@ -25,8 +25,11 @@ from t2r.research.qtopt.actions import (
     env_action_to_features,
     features_to_env_action,
 )
+from t2r.research.qtopt.bellman import BellmanLabeller, batched_cem_max
 from t2r.research.qtopt.models import Grasping44CriticModel, Grasping44Preprocessor, log_loss
 from t2r.research.qtopt.networks import Grasping44
+from t2r.research.qtopt.pcgrad import PCGrad
+from t2r.research.qtopt.policy import qtopt_cem_policy
 from t2r.research.qtopt.transitions import (
     grasp_episode_to_transitions,
     label_records,
@@ -38,9 +41,12 @@ from t2r.research.qtopt.transitions import (
 __all__ = [
     "ACTION_FEATURE_SIZES",
     "YAW_SCALE",
+    "BellmanLabeller",
     "Grasping44",
     "Grasping44CriticModel",
     "Grasping44Preprocessor",
+    "PCGrad",
+    "batched_cem_max",
     "env_action_to_features",
     "features_to_env_action",
     "grasp_episode_to_transitions",
@@ -48,5 +54,6 @@ __all__ = [
     "labelled_specification",
     "log_loss",
     "parse_transitions",
+    "qtopt_cem_policy",
     "transition_specification",
 ]
