@@ -24,7 +24,6 @@ pq = needs_module("pyarrow.parquet")
 av = needs_module("av")
 
 from t2r.atomic import is_temporary_path  # noqa: E402
-from t2r.collect import run_env  # noqa: E402
 from t2r.data import DataError  # noqa: E402
 from t2r.data.episodes import Episode  # noqa: E402
 from t2r.data.lerobot import (  # noqa: E402
@@ -358,46 +357,64 @@ class ZeroPolicy:
         return np.zeros(2, np.float32), {}
 
 
-def to_episode(transitions: list[Any]) -> list[Episode]:
-    obs = [t[0] for t in transitions]
-    return [
-        Episode(
-            steps={
-                "observation/image": np.stack([o["image"] for o in obs]),
-                "observation/state": np.stack([o["state"] for o in obs]),
-                "action": np.stack([t[1] for t in transitions]),
-                "next/reward": np.array([t[2] for t in transitions], np.float32),
-            },
-            metadata={"task": "count"},
+def test_episode_writer_under_run_env_bound_by_gin(tmp_path: Path) -> None:
+    """What `t2r collect` does: run_env with the writer and the transitions fn from gin."""
+    gin = needs_module("gin")
+    from t2r.bin import gin_config
+
+    gin.clear_config()
+    try:
+        gin_config.parse(
+            [],
+            [
+                "run_env.replay_writer = @LeRobotEpisodeWriter()",
+                "LeRobotEpisodeWriter.fps = 10",
+                "run_env.episode_to_transitions_fn = @episode_from_transitions",
+                "episode_from_transitions.task = 'count'",
+                "run_env.show_progress = False",
+            ],
         )
-    ]
-
-
-def test_episode_writer_under_run_env(tmp_path: Path) -> None:
-    writer = LeRobotEpisodeWriter(fps=FPS)
-    result = run_env(
-        CountingEnv(),
-        ZeroPolicy(),
-        episode_to_transitions_fn=to_episode,
-        replay_writer=writer,
-        root_dir=str(tmp_path),
-        num_episodes=3,
-        show_progress=False,
-    )
-    assert result.num_episodes == 3 and len(writer.paths) == 1 and writer.num_episodes == 3
-    (path,) = writer.paths
+        configured = gin.get_configurable("t2r.collect.run_env")
+        result = configured(CountingEnv(), ZeroPolicy(), root_dir=str(tmp_path), num_episodes=3)
+    finally:
+        gin.clear_config()
+    assert result.num_episodes == 3 and len(result.record_files) == 1
+    (path,) = result.record_files
     assert Path(path).parent == tmp_path / "policy_collect"
     assert not [p for p in os.listdir(Path(path).parent) if is_temporary_path(p)]
     episodes = list(read_lerobot_episodes(path))
     assert [e.num_steps for e in episodes] == [4, 4, 4]
+    assert sorted(episodes[0].steps) == [
+        "action",
+        "next/done",
+        "next/reward",
+        "observation/image",
+        "observation/state",
+    ]
     np.testing.assert_array_equal(episodes[2].steps["observation/state"][:, 0], [0, 1, 2, 3])
+    assert episodes[2].steps["next/done"].tolist() == [False, False, False, True]
     assert episodes[0].metadata["task"] == "count"
+    assert load_lerobot_info(path).video_keys == ["observation.image"]
 
+
+def test_episode_writer_protocol(tmp_path: Path) -> None:
+    writer = LeRobotEpisodeWriter(fps=FPS, video=False)
+    with pytest.raises(ValueError, match="before open"):
+        writer.write(make_episodes((2,)))
     writer.open(tmp_path / "empty")  # no episode: nothing is written
     writer.close()
-    assert not (tmp_path / "empty").exists() and len(writer.paths) == 1
-    with pytest.raises(ValueError, match="before open"):
-        writer.write(episodes)
+    assert not any(tmp_path.iterdir()) and writer.paths == []
+    writer.open(tmp_path / "a")
+    writer.write(make_episodes((2, 3)))
+    writer.write([])
+    writer.write(make_episodes((4,))[0])
+    assert not (tmp_path / "a").exists()  # published on close
+    writer.close()
+    assert writer.paths == [str(tmp_path / "a")] and writer.num_episodes == 3
+    assert [e.length for e in load_lerobot_info(tmp_path / "a").episodes] == [2, 3, 4]
+    with pytest.raises(TypeError, match="takes t2r.data.episodes.Episode, got dict"):
+        writer.open(tmp_path / "b")
+        writer.write([{"steps": {}}])  # type: ignore[list-item]
 
 
 # ----------------------------------------------------------------- a v2.1 directory
@@ -584,3 +601,30 @@ def test_video_errors_name_the_file(tmp_path: Path) -> None:
     video.unlink()
     with pytest.raises(DataError, match=f"{video}: video file not found"):
         list(read_lerobot_episodes(root, episodes=[1]))
+
+
+def test_camera_stats_use_lerobots_sample_and_aggregate_like_lerobot() -> None:
+    from t2r.data.lerobot.stats import aggregate_stats, feature_stats
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, size=(130, 300, 20, 3), dtype=np.uint8)
+    stats = feature_stats(video, camera=True)
+    assert stats["count"].tolist() == [100]  # 130 frames: 100 evenly spaced
+    sample = video[np.round(np.linspace(0, 129, 100)).astype(int)][:, ::2, ::2] / 255.0
+    np.testing.assert_allclose(stats["mean"].reshape(3), sample.reshape(-1, 3).mean(0))
+    assert stats["q50"].shape == (3, 1, 1)
+
+    a = rng.normal(size=(7, 2))
+    b = rng.normal(3, 2, size=(5, 2))
+    both = aggregate_stats([{"x": feature_stats(a, False)}, {"x": feature_stats(b, False)}])["x"]
+    joined = np.concatenate([a, b])
+    np.testing.assert_allclose(both["mean"], joined.mean(0))
+    np.testing.assert_allclose(both["std"], joined.std(0))
+    np.testing.assert_array_equal(both["min"], joined.min(0))
+    assert both["count"].tolist() == [12]
+    np.testing.assert_array_equal(
+        both["q01"], np.minimum(np.quantile(a, 0.01, 0), np.quantile(b, 0.01, 0))
+    )
+    np.testing.assert_array_equal(
+        both["q99"], np.maximum(np.quantile(a, 0.99, 0), np.quantile(b, 0.99, 0))
+    )

@@ -5,6 +5,7 @@ training a model with train_eval_model (resuming bitwise)."""
 from __future__ import annotations
 
 import itertools
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def test_the_source_implements_the_protocol(dataset: Path) -> None:
     assert source.units() == [f"episode_{i:06d}" for i in range(4)]
     assert [source.length(u) for u in source.units()] == list(LENGTHS)
     assert [len(list(source.read(u, ReadStats()))) for u in source.units()] == list(LENGTHS)
+    clone = pickle.loads(pickle.dumps(source))  # what a spawned DataLoader worker gets
+    assert clone.units() == source.units() and clone.deltas == source.deltas
     assert LeRobotSource(dataset, episodes=[3, 1]).units() == ["episode_000001", "episode_000003"]
     with pytest.raises(ValueError, match="no episodes \\[9\\]"):
         LeRobotSource(dataset, episodes=[1, 9])

@@ -27,6 +27,7 @@ CONFIGURABLE_MODULES = (
     "t2r.models",
     "t2r.preprocessors",
     "t2r.data",
+    "t2r.data.lerobot",  # needs the lerobot extra (pyarrow, av); skipped without it
     "t2r.layers",
     "t2r.export",
     "t2r.predictors",

@@ -34,7 +34,11 @@ from t2r.data.lerobot.source import (
     delta_indices,
 )
 from t2r.data.lerobot.video import DEFAULT_CODEC, decode_frames
-from t2r.data.lerobot.writer import LeRobotEpisodeWriter, write_lerobot_dataset
+from t2r.data.lerobot.writer import (
+    LeRobotEpisodeWriter,
+    episode_from_transitions,
+    write_lerobot_dataset,
+)
 
 __all__ = [
     "CODEBASE_VERSION",
@@ -55,6 +59,7 @@ __all__ = [
     "ParseLeRobotFramesFn",
     "decode_frames",
     "delta_indices",
+    "episode_from_transitions",
     "feature_path",
     "load_lerobot_info",
     "read_lerobot_episodes",

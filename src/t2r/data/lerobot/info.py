@@ -225,10 +225,16 @@ class LeRobotDatasetInfo:
     def camera_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f.is_camera]
 
+    def __post_init__(self) -> None:
+        by_index = {e.episode_index: e for e in self.episodes}
+        if len(by_index) != len(self.episodes):
+            raise DataError(f"{self.root}: meta/episodes lists an episode_index twice.")
+        object.__setattr__(self, "_by_index", by_index)
+
     def episode(self, episode_index: int) -> LeRobotEpisodeInfo:
-        for episode in self.episodes:
-            if episode.episode_index == episode_index:
-                return episode
+        found = self._by_index.get(int(episode_index))  # type: ignore[attr-defined]
+        if found is not None:
+            return found
         raise KeyError(
             f"{self.root}: no episode {episode_index}; it has episodes "
             f"{[e.episode_index for e in self.episodes][:20]}."

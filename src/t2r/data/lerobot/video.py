@@ -188,10 +188,11 @@ def decode_frames(
             container.seek(
                 max(0, round(first / time_base) - 1), backward=True, any_frame=False, stream=stream
             )
+            seconds_per_tick = float(time_base)
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
-                t = float(frame.pts * time_base)
+                t = frame.pts * seconds_per_tick
                 if t < first - tolerance_s:
                     continue
                 times.append(t)

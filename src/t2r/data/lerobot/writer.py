@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from t2r.data.lerobot.info import (
 from t2r.data.lerobot.stats import aggregate_stats, feature_stats, stats_to_json
 from t2r.data.lerobot.video import DEFAULT_CODEC, VideoStreamWriter, video_info
 
-__all__ = ["LeRobotEpisodeWriter", "write_lerobot_dataset"]
+__all__ = ["LeRobotEpisodeWriter", "episode_from_transitions", "write_lerobot_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -556,3 +556,28 @@ class LeRobotEpisodeWriter:
         publish_directory(builder.root, path)
         self.paths.append(path)
         self.num_episodes += len(builder.rows)
+
+
+def episode_from_transitions(transitions: Sequence[Sequence[Any]], task: str = "") -> list[Episode]:
+    """An ``episode_to_transitions_fn`` for :class:`LeRobotEpisodeWriter` under ``run_env``.
+
+    ``transitions``: run_env's ``(obs, action, reward, new_obs, done, debug)`` per
+    step. The Episode's steps: each observation key ``k`` of a dict observation as
+    ``observation/k`` (``(H, W, 3)`` uint8 images become cameras), a non-dict
+    observation as ``observation/state``; ``action``; ``next/reward`` (float32) and
+    ``next/done`` (bool), LeRobot's names. ``metadata["task"]`` is ``task``.
+    Returns ``[episode]`` (``[]`` for an empty episode).
+    """
+    if not transitions:
+        return []
+    observations = [t[0] for t in transitions]
+    steps: dict[str, np.ndarray] = {}
+    if isinstance(observations[0], Mapping):
+        for key in observations[0]:
+            steps[f"observation/{key}"] = np.stack([np.asarray(o[key]) for o in observations])
+    else:
+        steps["observation/state"] = np.stack([np.asarray(o) for o in observations])
+    steps["action"] = np.stack([np.asarray(t[1]) for t in transitions])
+    steps["next/reward"] = np.array([t[2] for t in transitions], np.float32)
+    steps["next/done"] = np.array([bool(t[4]) for t in transitions])
+    return [Episode(steps=steps, metadata={"task": task})]
