@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.needs import needs_fixture
+
+# Record generators left to choose their DataLoader workers start one per CPU when
+# they decode images (t2r.data.input_generators.auto_num_workers). The suite runs
+# them in-process unless a test asks for workers (tests/data/test_auto_workers.py
+# unsets this): fewer forks on a shared machine, the orders the tests were written
+# for. Set T2R_NUM_WORKERS=auto to run the suite with the automatic choice.
+os.environ.setdefault("T2R_NUM_WORKERS", "0")
 
 
 @pytest.fixture

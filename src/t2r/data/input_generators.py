@@ -28,7 +28,9 @@ Tensor2Robot did).
 
 Record generators parse in DataLoader workers (``num_workers``), sharding the
 files over workers and over torch.distributed ranks so that no example is read
-twice per pass (see :mod:`t2r.data.pipeline`).
+twice per pass (see :mod:`t2r.data.pipeline`). Left at None, the number of
+workers is chosen from the CPUs available and the batch size
+(:func:`auto_num_workers`; ``T2R_NUM_WORKERS`` overrides it for a whole job).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import abc
 import copy
 import json
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -77,6 +80,8 @@ __all__ = [
     "ReplayInputGenerator",
     "SourceInputGenerator",
     "WeightedRecordInputGenerator",
+    "auto_num_workers",
+    "available_cpus",
     "get_multi_eval_name",
 ]
 
@@ -87,6 +92,58 @@ PreprocessFn = Callable[[Any, Any], tuple[Any, Any]]
 
 _TF_CONFIG_ENV = "TF_CONFIG"
 _MULTI_EVAL_NAME = "multi_eval_name"
+NUM_WORKERS_ENV = "T2R_NUM_WORKERS"
+_MAX_AUTO_WORKERS = 8
+_EXAMPLES_PER_WORKER = 4
+_CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(_CGROUP_CPU_MAX) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def auto_num_workers(batch_size: int, cpus: int | None = None) -> int:
+    """DataLoader workers for a record generator that decodes images, when not told.
+
+    The rule (``cpus`` defaults to :func:`available_cpus`):
+
+    * 1 CPU: 0, parse in the training process (a worker would only add the
+      transfer of every batch).
+    * 2 to 4 CPUs: one worker per CPU. A worker stops once its prefetched
+      batches are queued, so it takes CPU from the training process only while
+      the training step waits for data; and with fewer workers than CPUs the
+      pipeline cannot decode at the machine's rate (on 2 CPUs: half of it).
+    * More CPUs: one CPU is left to the training process (its Python, feeding an
+      accelerator), the others work.
+    * At most ``ceil(batch_size / 4)``: the training process spends about 0.2 ms
+      receiving a batch (DataLoader queue, the batch's message, its tensors),
+      what a worker spends on about 4 records of small images; with fewer
+      records per batch, receiving, not the workers, sets the pace.
+    * At most 8: each worker holds its own shuffle buffer and prefetched batches.
+
+    The batches a generator yields depend on its number of workers (each reads its
+    own shard), so the count is part of the data order: ``train_eval_model``
+    stores it in the checkpoint and a resumed run uses it again (see
+    ``docs/training.md``). Pass ``num_workers`` (or set ``T2R_NUM_WORKERS``) to
+    choose it yourself.
+    """
+    cpus = available_cpus() if cpus is None else int(cpus)
+    if cpus <= 1:
+        return 0
+    workers = cpus if cpus <= 4 else cpus - 1
+    return max(1, min(workers, math.ceil(batch_size / _EXAMPLES_PER_WORKER), _MAX_AUTO_WORKERS))
 
 
 class AbstractInputGenerator(abc.ABC):
@@ -227,7 +284,7 @@ class _RecordInputGenerator(AbstractInputGenerator):
         self,
         batch_size: int = 32,
         *,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         shuffle_buffer_size: int = 1000,
         cycle_length: int = 10,
         seed: int | None = None,
@@ -246,9 +303,10 @@ class _RecordInputGenerator(AbstractInputGenerator):
         label: str = "",
     ) -> None:
         super().__init__(batch_size=batch_size)
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
-        self._num_workers = int(num_workers)
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None (auto), got {num_workers}.")
+        self._num_workers = None if num_workers is None else int(num_workers)
+        self._default_num_workers: int | None = None
         self._shuffle_buffer_size = int(shuffle_buffer_size)
         self._cycle_length = int(cycle_length)
         self._seed = seed
@@ -289,6 +347,48 @@ class _RecordInputGenerator(AbstractInputGenerator):
             )
         return ParseTFExampleFn(self._feature_spec, self._label_spec, self._decode_images)
 
+    def set_default_num_workers(self, num_workers: int | None) -> None:
+        """The worker count to use when the generator was given none (a checkpoint's).
+
+        ``train_eval_model`` calls this on resume with the count the interrupted
+        run used, so the data order (which depends on it) is rebuilt exactly on a
+        machine with another number of CPUs. ``num_workers`` given to the
+        constructor wins; this wins over ``T2R_NUM_WORKERS`` and the automatic
+        choice.
+        """
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None, got {num_workers}.")
+        self._default_num_workers = None if num_workers is None else int(num_workers)
+
+    def resolve_num_workers(self, parse_fn: Any = None) -> tuple[int, str]:
+        """``(workers, why)``: the DataLoader workers ``create_dataset`` starts.
+
+        In order: the constructor's ``num_workers``; the count
+        :meth:`set_default_num_workers` gave; the ``T2R_NUM_WORKERS`` environment
+        variable (a number, or ``auto``); else :func:`auto_num_workers` when the
+        parse fn decodes images, and 0 when it does not (parsing numbers or
+        arrays costs microseconds a record: workers would only add transfer).
+        """
+        if self._num_workers is not None:
+            return self._num_workers, "given"
+        if self._default_num_workers is not None:
+            return self._default_num_workers, "as the run being resumed"
+        env = os.environ.get(NUM_WORKERS_ENV, "").strip()
+        if env and env.lower() != "auto":
+            try:
+                workers = int(env)
+            except ValueError:
+                workers = -1
+            if workers < 0:
+                raise ValueError(f"{NUM_WORKERS_ENV}={env!r}: expected a count >= 0 or 'auto'.")
+            return workers, f"{NUM_WORKERS_ENV}={env}"
+        if not (isinstance(parse_fn, ParseTFExampleFn) and parse_fn.decodes_images):
+            return 0, "auto: no images to decode"
+        cpus = available_cpus()
+        return auto_num_workers(
+            self.batch_size, cpus
+        ), f"auto: {cpus} CPUs, batch {self.batch_size}"
+
     def _resolve_seed(self, training: bool, world_size: int) -> int:
         seed = self._seed if self._seed is not None else self._default_seed
         if not training:
@@ -305,9 +405,11 @@ class _RecordInputGenerator(AbstractInputGenerator):
         seed = self._resolve_seed(training, world_size)
         single_pass = not training and self._eval_single_pass
         stats = SharedReadStats(self._multiprocessing_context)
+        parse_fn = self._make_parse_fn(sources)
+        workers, why = self.resolve_num_workers(parse_fn)
         dataset = RecordBatchDataset(
             sources,
-            self._make_parse_fn(sources),
+            parse_fn,
             self.batch_size,
             shuffle=training,
             repeat=not single_pass,
@@ -330,7 +432,6 @@ class _RecordInputGenerator(AbstractInputGenerator):
             ),
             refresh_secs=self._refresh_secs,
         )
-        workers = self._num_workers
         loader_kwargs: dict[str, Any] = {
             "batch_size": None,
             "num_workers": workers,
@@ -356,12 +457,13 @@ class _RecordInputGenerator(AbstractInputGenerator):
 
         name = self._label or type(self).__name__
         logger.info(
-            "%s (%s): %s, batch %d, %d workers, rank %d of %d%s.",
+            "%s (%s): %s, batch %d, %d workers (%s), rank %d of %d%s.",
             name,
             mode,
             _describe_sources(sources),
             self.batch_size,
             workers,
+            why,
             rank,
             world_size,
             f", seed {seed}" if training else "",
@@ -398,7 +500,11 @@ class DefaultRecordInputGenerator(_RecordInputGenerator):
         dataset_map: Tensor2Robot's other spelling of the ``{dataset_key: patterns}``
             form; give only one of the two.
         num_workers: DataLoader worker processes that read, parse and decode
-            (0: in the main process).
+            (0: in the main process). None (default): chosen when the dataset is
+            made, see :meth:`resolve_num_workers`: ``T2R_NUM_WORKERS`` if set, else
+            from the CPUs available and the batch size when images are decoded
+            (:func:`auto_num_workers`: on 2 CPUs, 2), else 0. The data order
+            depends on the count, which ``create_dataset`` logs.
         shuffle_buffer_size: TRAIN: records in the shuffle buffer (per worker).
         cycle_length: TRAIN: files read at once, one record from each in turn.
         seed: TRAIN: file order and shuffling. Same seed, workers and ranks: same

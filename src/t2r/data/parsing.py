@@ -739,6 +739,15 @@ class ParseTFExampleFn:
     def has_labels(self) -> bool:
         return self._label_outputs is not None
 
+    @property
+    def decodes_images(self) -> bool:
+        """Whether any spec is an encoded image this fn decodes (the costly part)."""
+        return any(
+            field.decode
+            for plan in self._plans.values()
+            for field in [*plan.context, *plan.sequences]
+        )
+
 
 def _copy(source: np.ndarray, out: np.ndarray) -> None:
     out[...] = source.reshape(out.shape)

@@ -419,6 +419,12 @@ class _TrainLoop:
         input_seed = int(self.state.extra.get("input_seed", self.seed))
         self.state.extra["input_seed"] = input_seed
         _set_default_seed(self.train_input, input_seed)
+        # So does the number of DataLoader workers: a generator left to choose it
+        # (from the CPUs) reuses the interrupted run's count, on any machine.
+        input_workers = self.state.extra.get("input_workers")
+        set_workers = getattr(self.train_input, "set_default_num_workers", None)
+        if input_workers is not None and callable(set_workers):
+            set_workers(int(input_workers))
         if self.state.global_step >= self.max_train_steps:
             logger.info(
                 "Already trained to step %d (max_train_steps=%d).",
@@ -452,6 +458,9 @@ class _TrainLoop:
 
     def _batches(self) -> Iterator[Batch]:
         dataset = self.train_input.create_dataset(ModeKeys.TRAIN)
+        loader = getattr(dataset, "dataloader", None)
+        if loader is not None:  # part of the data order: kept for a resume
+            self.state.extra["input_workers"] = int(loader.num_workers)
         skip = self.state.input_position
         if not skip:
             return iter(dataset)
