@@ -179,7 +179,7 @@ def test_detect_format_errors_name_the_path(tmp_path: Path) -> None:
 
 def test_detect_format_of_the_fixtures() -> None:
     rlds = needs_fixture("rlds_fractal_tiny")
-    assert detect_format(rlds) == "rlds"  # the <name>/ directory holding one version
+    assert detect_format(rlds) == "rlds"  # the <name>/ directory of version directories
     assert detect_format(rlds / "0.1.0") == "rlds"
     assert detect_format(needs_fixture("pose_env_test_data.tfrecord")) == "tfrecord"
 
@@ -390,3 +390,12 @@ def test_detect_format_of_a_glob(tmp_path: Path) -> None:
     assert len(list(read_episodes(pattern))) == 3
     with pytest.raises(DataError, match="matches 0 files"):
         detect_format(str(tmp_path / "nothing-*.tfrecord"))
+
+
+def test_rlds_name_directory_reads_its_newest_version(tmp_path: Path) -> None:
+    episodes = make_episodes()
+    write_episodes(tmp_path / "ds" / "1.0.0", episodes[:1], to="rlds")
+    write_episodes(tmp_path / "ds" / "1.10.0", episodes, to="rlds")
+    write_episodes(tmp_path / "ds" / "1.2.0", episodes[:2], to="rlds")
+    assert detect_format(tmp_path / "ds") == "rlds"
+    assert len(list(read_episodes(tmp_path / "ds"))) == 3  # 1.10.0, not 1.2.0

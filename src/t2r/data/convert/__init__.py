@@ -71,8 +71,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     """Which format `path` holds.
 
     * a directory with ``meta/info.json``: ``lerobot``;
-    * a directory with ``dataset_info.json`` and ``features.json`` (or whose only
-      sub-directory has them): ``rlds``;
+    * a directory with ``dataset_info.json`` and ``features.json`` (or a ``<name>/``
+      directory of version sub-directories that have them; the newest is read): ``rlds``;
     * an HDF5 file: ``robomimic``;
     * a TFRecord file, a directory of them, or a glob matching them: ``tfrecord``.
 
@@ -168,6 +168,7 @@ def write_episodes(
     path = os.fspath(path)
     to = _format(path, to)
     losses = losses or Losses(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if to == "tfrecord":
         write_tfrecord_episodes(path, episodes, image_format=image_format, losses=losses)
     elif to == "rlds":

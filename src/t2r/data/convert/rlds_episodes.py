@@ -68,20 +68,27 @@ def _is_rlds_dir(path: str) -> bool:
     )
 
 
+def _version_key(name: str) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", name)
+    return tuple(int(p) for p in parts)
+
+
 def rlds_directory(path: str | os.PathLike[str]) -> str | None:
-    """The ``<name>/<version>`` directory of `path` (itself, or its only version
-    sub-directory), or None when it is not an RLDS dataset."""
+    """The ``<name>/<version>`` directory of `path` (itself, or its newest version
+    sub-directory, as tfds picks), or None when it is not an RLDS dataset."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         return None
     if _is_rlds_dir(path):
         return path
     children = [
-        os.path.join(path, name)
-        for name in sorted(os.listdir(path))
+        name
+        for name in os.listdir(path)
         if not name.startswith(".") and _is_rlds_dir(os.path.join(path, name))
     ]
-    return children[0] if len(children) == 1 else None
+    if not children:
+        return None
+    return os.path.join(path, max(children, key=lambda n: (_version_key(n), n)))
 
 
 def read_rlds_episodes(
@@ -91,7 +98,7 @@ def read_rlds_episodes(
     if directory is None:
         raise DataError(
             f"{os.fspath(path)}: not an RLDS directory (no {DATASET_INFO_FILE} and "
-            f"{FEATURES_FILE} in it or in its only sub-directory)."
+            f"{FEATURES_FILE} in it or in a version sub-directory)."
         )
     info = load_rlds_info(directory)
     for split in info.splits:
