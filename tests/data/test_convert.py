@@ -399,3 +399,17 @@ def test_rlds_name_directory_reads_its_newest_version(tmp_path: Path) -> None:
     write_episodes(tmp_path / "ds" / "1.2.0", episodes[:2], to="rlds")
     assert detect_format(tmp_path / "ds") == "rlds"
     assert len(list(read_episodes(tmp_path / "ds"))) == 3  # 1.10.0, not 1.2.0
+
+
+def test_gzip_records_are_detected_and_read(tmp_path: Path) -> None:
+    from t2r.data import TFRecordWriter
+
+    path = write(tmp_path, "tfrecord", make_episodes())
+    (shard,) = sorted(path.glob("*.tfrecord"))
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    with TFRecordWriter(gz / "steps.tfrecord", compression="GZIP") as writer:
+        for record in read_tfrecord(shard):
+            writer.write(record)
+    assert detect_format(gz) == "tfrecord"
+    assert [e.num_steps for e in read_episodes(gz)] == [3, 4, 5]  # split by episode_id

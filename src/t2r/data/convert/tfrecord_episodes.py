@@ -90,16 +90,21 @@ _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".rio", ".recordio")
 
 
 def is_tfrecord_file(path: str) -> bool:
-    """Whether `path` starts like a TFRecord file (a length whose crc checks out).
+    """Whether `path` starts like a TFRecord file, plain or GZIP-compressed (a
+    length whose crc checks out). An empty file is one of no records when its
+    name says so."""
+    import gzip
 
-    An empty file is a TFRecord file of no records when its name says so.
-    """
     from t2r.data.tfrecord import masked_crc32c
 
     try:
         with open(path, "rb") as f:
             header = f.read(12)
-    except OSError:
+            if header[:2] == b"\x1f\x8b":
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as stream:
+                    header = stream.read(12)
+    except (OSError, EOFError):
         return False
     if not header:
         return path.endswith(_TFRECORD_SUFFIXES)
