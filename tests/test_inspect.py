@@ -129,3 +129,25 @@ def test_inspect_unknown_path_names_it(tmp_path: Path) -> None:
     (tmp_path / "x.bin").write_bytes(b"\x00" * 40)
     with pytest.raises(DataError, match=r"x\.bin"):
         inspect_path(tmp_path / "x.bin")
+
+
+def test_inspect_tensorflow_export_specs(tmp_path: Path) -> None:
+    """A Tensor2Robot SavedModel export: its pbtxt assets give the specs to feed."""
+    from t2r.specs import ExtendedTensorSpec, T2RAssets, TensorSpecStruct, t2r_assets_to_pbtxt
+
+    spec = TensorSpecStruct(
+        [
+            ("state/image", ExtendedTensorSpec((64, 64, 3), "uint8", name="state/image")),
+            ("pose", ExtendedTensorSpec((2,), "float32", name="pose")),
+        ]
+    )
+    version = tmp_path / "export" / "1234"
+    (version / "assets.extra").mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    text = t2r_assets_to_pbtxt(T2RAssets(spec, None, global_step=1234))
+    (version / "assets.extra" / "t2r_assets.pbtxt").write_text(text)
+    report = inspect_path(tmp_path / "export")
+    assert report["kind"] == "tensorflow_export" and report["global_step"] == 1234
+    assert report["feature_spec"]["state/image"]["shape"] == [64, 64, 3]
+    assert sorted(i["key"] for i in report["feed"]["inputs"]) == ["pose", "state/image"]
+    assert "saved_model.pb" in format_report(report)

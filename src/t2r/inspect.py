@@ -6,6 +6,8 @@ as text. What a path is, is found out in this order:
 * an export directory (versions ``<step>/t2r_assets.json``) or one version:
   its specs, version, global step, program format, files, and how to feed it (the
   input keys, shapes and dtypes a predictor checks);
+* a Tensor2Robot (TensorFlow SavedModel) export, by its
+  ``assets.extra/t2r_assets.pbtxt``: its specs and global step;
 * a model directory (``checkpoints/ckpt-<step>``) or one checkpoint: its global
   step, t2r version, weights, and the specs of an export found beside it (a
   checkpoint carries no specs of its own);
@@ -53,6 +55,9 @@ def inspect_path(path: str | os.PathLike[str], max_episodes: int | None = None) 
 
     if layout.is_complete_version(path) or layout.list_versions(path):
         return _export_report(path)
+    tf_assets = _tensorflow_export_assets(Path(path))
+    if tf_assets is not None:
+        return _tensorflow_export_report(path, tf_assets)
     from t2r.train.checkpoints import CHECKPOINT_SUBDIR, list_checkpoints
 
     p = Path(path)
@@ -142,6 +147,56 @@ def _export_report(path: str) -> dict[str, Any]:
                 "outputs = predictor.predict({"
                 + ", ".join(f"{i['key']!r}: ..." for i in inputs if not i.get("optional"))
                 + "})  # numpy arrays of the shapes above, with or without a batch dim"
+            ),
+        },
+    }
+
+
+_TF_ASSETS = Path("assets.extra") / "t2r_assets.pbtxt"
+
+
+def _tensorflow_export_assets(path: Path) -> Path | None:
+    """``assets.extra/t2r_assets.pbtxt`` of a Tensor2Robot SavedModel export (the
+    version directory, or the newest numbered one under an export directory)."""
+    if (path / _TF_ASSETS).is_file():
+        return path / _TF_ASSETS
+    if not path.is_dir():
+        return None
+    versions = [p for p in path.iterdir() if p.name.isdigit() and (p / _TF_ASSETS).is_file()]
+    if not versions:
+        return None
+    return max(versions, key=lambda p: int(p.name)) / _TF_ASSETS
+
+
+def _tensorflow_export_report(path: str, assets_path: Path) -> dict[str, Any]:
+    from t2r.specs import load_t2r_assets_to_file
+
+    assets = load_t2r_assets_to_file(assets_path)
+    flat = flatten_spec_structure(assets.feature_spec)
+    version_dir = assets_path.parent.parent
+    return {
+        "kind": "tensorflow_export",
+        "path": path,
+        "version_dir": str(version_dir),
+        "version": int(version_dir.name) if version_dir.name.isdigit() else None,
+        "global_step": assets.global_step,
+        "files": sorted(p.name for p in version_dir.iterdir()),
+        "feature_spec": _specs(assets.feature_spec),
+        "label_spec": _specs(assets.label_spec),
+        "feed": {
+            "inputs": [
+                {
+                    "key": key,
+                    "shape": None if spec.shape is None else list(spec.shape),
+                    "dtype": dtype_name(spec.dtype),
+                }
+                for key, spec in flat.items()
+                if not spec.is_optional
+            ],
+            "usage": (
+                "A Tensor2Robot (TensorFlow SavedModel) export: t2r reads its specs but does "
+                "not run\nTensorFlow programs. Build the t2r model with these specs, load "
+                "its weights, and\nexport it with t2r (docs/migrating_from_t2r.md)."
             ),
         },
     }
@@ -429,7 +484,12 @@ def format_report(report: Mapping[str, Any]) -> str:
     if kind == "dataset":
         return _format_dataset(report)
     lines = [f"{report['path']}: {kind}"]
-    if kind == "export":
+    if kind == "tensorflow_export":
+        lines.append(
+            f"Tensor2Robot SavedModel, version {report['version']}, global step "
+            f"{report['global_step']}; files: {', '.join(report['files'])}"
+        )
+    elif kind == "export":
         lines.append(
             f"version {report['version']} (of {report['versions']}), global step "
             f"{report['global_step']}, program {report['program_format']}, export format "
