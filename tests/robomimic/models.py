@@ -141,6 +141,107 @@ class LinearDemoInput:
         return features, specs.TensorSpecStruct(actions=actions)
 
 
+# The offline RL variants of robomimic's test matrix (tests/test_bcq.py, test_cql.py,
+# test_iql.py, test_td3_bc.py) that tiny_rl_config builds.
+RL_VARIANTS = (
+    "td3_bc",
+    "iql",
+    "iql_gmm",
+    "iql_clip_adv",
+    "cql",
+    "cql_fixed_entropy",
+    "cql_fixed_q_gap",
+    "cql_fixed_std",
+    "bcq",
+    "bcq_no_actor",
+    "bcq_distributional",
+    "bcq_gmm",
+    "bcq_vae_gmm_prior",
+    "bcq_vae_categorical_prior",
+)
+
+
+def tiny_rl_config(variant: str) -> Config:
+    """A small offline RL config of `variant` (one of RL_VARIANTS) on LOW_DIM_SHAPES."""
+    algo_name = variant.split("_")[0] if variant.startswith(("iql", "cql", "bcq")) else variant
+    config = default_config(algo_name)
+    config.observation.modalities.obs.low_dim = list(LOW_DIM_SHAPES)
+    config.experiment.epoch_every_n_steps = 4
+    config.train.seq_length = 1
+    config.train.hdf5_normalize_obs = False
+    algo = config.algo
+    algo.critic.layer_dims = [16, 16]
+    algo.actor.layer_dims = [16, 16]
+    if algo_name == "bcq":
+        # robomimic's test_bcq.py base: the perturbation actor on, a VAE sampler.
+        algo.actor.enabled = True
+        algo.critic.num_action_samples = 3
+        algo.critic.num_action_samples_rollout = 4
+        sampler = algo.action_sampler
+        sampler.actor_layer_dims = [16]
+        sampler.vae.latent_dim = 3
+        sampler.vae.encoder_layer_dims = [16]
+        sampler.vae.decoder_layer_dims = [16]
+        sampler.vae.prior_layer_dims = [16]
+    if variant == "bcq_no_actor":
+        algo.actor.enabled = False
+    if variant == "bcq_distributional":
+        algo.critic.distributional.enabled = True
+        algo.critic.distributional.num_atoms = 11
+        algo.critic.value_bounds = [-10.0, 10.0]
+    if variant == "bcq_gmm":
+        algo.action_sampler.gmm.enabled = True
+        algo.action_sampler.gmm.num_modes = 3
+        algo.action_sampler.vae.enabled = False
+    if variant == "bcq_vae_gmm_prior":
+        algo.action_sampler.vae.prior.update(
+            {"learn": True, "is_conditioned": True, "use_gmm": True, "gmm_num_modes": 3}
+        )
+    if variant == "bcq_vae_categorical_prior":
+        algo.action_sampler.vae.prior.update(
+            {"learn": True, "use_categorical": True, "categorical_dim": 3}
+        )
+    if variant == "td3_bc":
+        algo.actor.update_freq = 2
+    if variant == "iql_gmm":
+        algo.actor.net.type = "gmm"
+        algo.actor.net.gmm.num_modes = 3
+    if variant == "iql_clip_adv":
+        algo.adv.clip_adv_value = 1.0
+    if algo_name == "cql":
+        # robomimic's test_cql.py base: BC for the first steps, both multipliers learned.
+        algo.actor.bc_start_steps = 2
+        algo.critic.num_random_actions = 3
+    if variant == "cql_fixed_entropy":
+        algo.actor.target_entropy = None
+    if variant == "cql_fixed_q_gap":
+        algo.critic.target_q_gap = None
+        algo.critic.cql_weight = 1.0
+    if variant == "cql_fixed_std":
+        algo.actor.net.gaussian.fixed_std = True
+    return config
+
+
+class TransitionInput(LinearDemoInput):
+    """LinearDemoInput's windows plus what offline RL reads: ``next_obs/<key>`` (the
+    window shifted one step), labels ``rewards`` (B, T) = the negative distance of
+    ``robot0_eef_pos`` to ``object[:3]`` and ``dones`` (B, T) (1 with probability 0.1)."""
+
+    def draw(self, generator: torch.Generator):
+        features, labels = super().draw(generator)
+        b, t = self.batch_size, self.steps
+        for key in list(features):
+            if key.startswith("obs/"):
+                value = features[key]
+                step = torch.rand(value.shape[0], 1, *value.shape[2:], generator=generator) * 0.2
+                shifted = torch.cat([value[:, 1:], value[:, -1:] + step], dim=1)
+                features["next_" + key] = shifted
+        pos, obj = features["obs/robot0_eef_pos"], features["obs/object"]
+        labels["rewards"] = -(pos - obj[..., :3]).norm(dim=-1)
+        labels["dones"] = (torch.rand(b, t, generator=generator) < 0.1).float()
+        return features, labels
+
+
 class ToyReachEnv:
     """A Gymnasium-API toy task: move ``robot0_eef_pos`` towards ``object[:3]``.
 

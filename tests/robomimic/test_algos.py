@@ -169,8 +169,8 @@ def test_an_unknown_key_is_an_error_naming_its_path():
         load_config({"algo_name": "bc", "train": {"batchsize": 4}})
     with pytest.raises(ConfigError, match=r"'algo\.gmm' is a section"):
         load_config({"algo_name": "bc", "algo": {"gmm": True}})
-    with pytest.raises(ConfigError, match=r"algo_name 'bcq' has no registered config"):
-        load_config({"algo_name": "bcq"})
+    with pytest.raises(ConfigError, match=r"algo_name 'no_such_algo' has no registered config"):
+        load_config({"algo_name": "no_such_algo"})
 
 
 def test_open_sections_take_new_keys_as_robomimic_does():
@@ -282,7 +282,7 @@ def test_serialize_then_deserialize_restores_networks_and_optimizers():
     algo.set_train()
     algo.train_on_batch(batch, epoch=1)
     state = copy.deepcopy(algo.serialize())  # as if written and read back
-    assert set(state) == {"nets", "optimizers", "lr_schedulers"}
+    assert set(state) == {"nets", "optimizers", "lr_schedulers", "counters"}
     seed_everything(1)
     other = _algo("bc_rnn_gmm")
     other.deserialize(state, load_optimizers=True)

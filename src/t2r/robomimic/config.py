@@ -10,8 +10,9 @@ defaults do not have is an error naming its full path
 learning-rate section, ``experiment.env_meta_update_dict``).
 
 The result is a `Config`: nested plain dicts with attribute access
-(``config.algo.rnn.hidden_dim``), no locking machinery. Only BC's defaults are
-registered today (``register_config_defaults`` adds more).
+(``config.algo.rnn.hidden_dim``), no locking machinery. Defaults are
+registered: ``bc``, ``bcq``, ``cql``, ``iql``, ``td3_bc``
+(``register_config_defaults`` adds more).
 """
 
 from __future__ import annotations
@@ -272,7 +273,167 @@ def _bc_defaults() -> dict[str, Any]:
     return config
 
 
-_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {"bc": _bc_defaults}
+def _optim(lr: float, decay: float, epochs: bool = False) -> dict[str, Any]:
+    """One network's ``optim_params`` entry (robomimic's RL configs spell out no
+    optimizer_type or scheduler_type: Adam, multistep)."""
+    params: dict[str, Any] = {
+        "learning_rate": {"initial": lr, "decay_factor": decay, "epoch_schedule": []},
+        "regularization": {"L2": 0.0},
+    }
+    if epochs:
+        params["start_epoch"] = -1
+        params["end_epoch"] = -1
+    return params
+
+
+def _td3_bc_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``TD3_BCConfig`` (the paper's D4RL settings: flat gym observations,
+    normalized, batch 256, 5000 steps per epoch)."""
+    config = _base_defaults("td3_bc")
+    experiment = config["experiment"]
+    experiment["validate"] = False
+    experiment["render_video"] = False
+    experiment["save"]["every_n_epochs"] = 20
+    experiment["save"]["on_best_rollout_return"] = True
+    experiment["save"]["on_best_rollout_success_rate"] = False
+    experiment["epoch_every_n_steps"] = 5000
+    experiment["rollout"].update({"enabled": True, "n": 50, "horizon": 1000, "rate": 1})
+    config["train"].update({"hdf5_normalize_obs": True, "batch_size": 256, "num_epochs": 200})
+    config["algo"] = {
+        "optim_params": {
+            "critic": _optim(3e-4, 0.1, epochs=True),
+            "actor": _optim(3e-4, 0.1, epochs=True),
+        },
+        "alpha": 2.5,
+        "discount": 0.99,
+        "n_step": 1,
+        "target_tau": 0.005,
+        "infinite_horizon": False,
+        "critic": {
+            "use_huber": False,
+            "max_gradient_norm": None,
+            "value_bounds": None,
+            "ensemble": {"n": 2, "weight": 1.0},
+            "layer_dims": [256, 256],
+        },
+        "actor": {"update_freq": 2, "noise_std": 0.2, "noise_clip": 0.5, "layer_dims": [256, 256]},
+    }
+    config["observation"]["modalities"]["obs"]["low_dim"] = ["flat"]
+    return config
+
+
+def _iql_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``IQLConfig``."""
+    config = _base_defaults("iql")
+    config["algo"] = {
+        "optim_params": {
+            "critic": _optim(1e-4, 0.0),
+            "vf": _optim(1e-4, 0.0),
+            "actor": _optim(1e-4, 0.0),
+        },
+        "discount": 0.99,
+        "target_tau": 0.01,
+        "actor": {
+            "net": {
+                "type": "gaussian",
+                "common": {"std_activation": "softplus", "low_noise_eval": True, "use_tanh": False},
+                "gaussian": {"init_last_fc_weight": 0.001, "init_std": 0.3, "fixed_std": False},
+                "gmm": {"num_modes": 5, "min_std": 0.0001},
+            },
+            "layer_dims": [300, 400],
+            "max_gradient_norm": None,
+        },
+        "critic": {
+            "ensemble": {"n": 2},
+            "layer_dims": [300, 400],
+            "use_huber": False,
+            "max_gradient_norm": None,
+        },
+        "adv": {"clip_adv_value": None, "beta": 1.0, "use_final_clip": True},
+        "vf_quantile": 0.9,
+    }
+    return config
+
+
+def _cql_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``CQLConfig``."""
+    config = _base_defaults("cql")
+    config["train"]["batch_size"] = 1024
+    config["algo"] = {
+        "optim_params": {"critic": _optim(1e-3, 0.0), "actor": _optim(3e-4, 0.0)},
+        "discount": 0.99,
+        "n_step": 1,
+        "target_tau": 0.005,
+        "actor": {
+            "bc_start_steps": 0,
+            "target_entropy": "default",
+            "max_gradient_norm": None,
+            "net": {
+                "type": "gaussian",
+                "common": {"std_activation": "exp", "use_tanh": True, "low_noise_eval": True},
+                "gaussian": {"init_last_fc_weight": 0.001, "init_std": 0.3, "fixed_std": False},
+            },
+            "layer_dims": [300, 400],
+        },
+        "critic": {
+            "use_huber": False,
+            "max_gradient_norm": None,
+            "value_bounds": None,
+            "num_action_samples": 1,
+            "cql_weight": 1.0,
+            "deterministic_backup": True,
+            "min_q_weight": 1.0,
+            "target_q_gap": 5.0,
+            "num_random_actions": 10,
+            "ensemble": {"n": 2},
+            "layer_dims": [300, 400],
+        },
+    }
+    return config
+
+
+def _bcq_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``BCQConfig``: the action sampler section is BC's algo section
+    (VAE enabled) without its optim_params, loss, gaussian, rnn and transformer parts."""
+    config = _base_defaults("bcq")
+    sampler = _bc_defaults()["algo"]
+    for key in ("optim_params", "loss", "gaussian", "rnn", "transformer"):
+        del sampler[key]
+    sampler["vae"]["enabled"] = True
+    sampler["freeze_encoder_epoch"] = -1
+    config["algo"] = {
+        "optim_params": {
+            "critic": _optim(1e-3, 0.1, epochs=True),
+            "action_sampler": _optim(1e-3, 0.1, epochs=True),
+            "actor": _optim(1e-3, 0.1, epochs=True),
+        },
+        "discount": 0.99,
+        "n_step": 1,
+        "target_tau": 0.005,
+        "infinite_horizon": False,
+        "critic": {
+            "use_huber": False,
+            "max_gradient_norm": None,
+            "value_bounds": None,
+            "num_action_samples": 10,
+            "num_action_samples_rollout": 100,
+            "ensemble": {"n": 2, "weight": 0.75},
+            "distributional": {"enabled": False, "num_atoms": 51},
+            "layer_dims": [300, 400],
+        },
+        "action_sampler": sampler,
+        "actor": {"enabled": False, "perturbation_scale": 0.05, "layer_dims": [300, 400]},
+    }
+    return config
+
+
+_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "bc": _bc_defaults,
+    "bcq": _bcq_defaults,
+    "cql": _cql_defaults,
+    "iql": _iql_defaults,
+    "td3_bc": _td3_bc_defaults,
+}
 
 # Sections robomimic marks ``do_not_lock_keys``: any key may be added there.
 # ``*`` matches one path component.

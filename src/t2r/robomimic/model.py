@@ -12,7 +12,9 @@ Specs (flat t2r paths, as the robomimic data source yields them):
 
 * TRAIN / EVAL features ``obs/<key>`` (sequences (B, T, *shape); images uint8
   (H, W, C)), ``goal_obs/<key>`` (B, *shape) for goal-conditioned configs; labels
-  ``actions`` (B, T, ac_dim).
+  ``actions`` (B, T, ac_dim). Algorithms that learn values from transitions
+  (``Algo.uses_transitions``: BCQ, CQL, IQL, TD3_BC) also read ``next_obs/<key>``
+  (B, T, *shape) and the labels ``rewards`` and ``dones`` (B, T).
 * PREDICT features ``obs/<key>`` (B, *shape) raw observations, ``goal_obs/<key>``,
   ``noise/uniform`` / ``noise/normal`` where the policy samples (GMM, Gaussian
   without low-noise eval), and the network state ``network_state/<name>`` of
@@ -148,6 +150,7 @@ class AlgoModel(AbstractT2RModel):
             )
         self.algo = algo
         self.nets = algo.nets  # registered: its weights are the model's
+        self.algo_counters = algo.counters  # update counters: checkpointed with the weights
         self._set_normalization(obs_normalization_stats, action_normalization_stats)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
         experiment = self.config.get("experiment", {})
@@ -265,6 +268,9 @@ class AlgoModel(AbstractT2RModel):
         sequence = mode != ModeKeys.PREDICT
         for key in self.obs_keys:
             spec[f"obs/{key}"] = self._obs_spec("obs", key, sequence)
+        if sequence and self.algo.uses_transitions:
+            for key in self.obs_keys:
+                spec[f"next_obs/{key}"] = self._obs_spec("next_obs", key, True)
         for key in self.goal_keys:
             spec[f"goal_obs/{key}"] = self._obs_spec("goal_obs", key, False)
         if mode == ModeKeys.PREDICT:
@@ -275,11 +281,15 @@ class AlgoModel(AbstractT2RModel):
         return spec
 
     def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
-        return specs.TensorSpecStruct(
+        spec = specs.TensorSpecStruct(
             actions=specs.ExtendedTensorSpec(
                 (self.ac_dim,), torch.float32, name="actions", is_sequence=True
             )
         )
+        if self.algo.uses_transitions:
+            for key in ("rewards", "dones"):
+                spec[key] = specs.ExtendedTensorSpec((), torch.float32, name=key, is_sequence=True)
+        return spec
 
     def get_network_state_specification(self) -> specs.TensorSpecStruct:
         return specs.TensorSpecStruct(
@@ -297,8 +307,15 @@ class AlgoModel(AbstractT2RModel):
         flat = specs.flatten_spec_structure(features)
         batch: dict[str, Any] = {"obs": {k: flat[f"obs/{k}"] for k in self.obs_keys}}
         batch["goal_obs"] = {k: flat[f"goal_obs/{k}"] for k in self.goal_keys} or None
+        transitions = self.algo.uses_transitions
+        if transitions:
+            batch["next_obs"] = {k: flat[f"next_obs/{k}"] for k in self.obs_keys}
         if labels is not None:
-            batch["actions"] = specs.flatten_spec_structure(labels)["actions"]
+            flat_labels = specs.flatten_spec_structure(labels)
+            batch["actions"] = flat_labels["actions"]
+            if transitions:
+                batch["rewards"] = flat_labels["rewards"]
+                batch["dones"] = flat_labels["dones"]
         return batch
 
     def _training_batch(self, features: Any, labels: Any) -> dict[str, Any]:
@@ -322,6 +339,10 @@ class AlgoModel(AbstractT2RModel):
     ) -> dict[str, Any]:
         if mode != ModeKeys.PREDICT:
             batch = self._training_batch(features, labels)
+            if not hasattr(self.algo, "_forward_training"):
+                # Several networks and losses: robomimic's validation pass (no update).
+                info = self.algo.train_on_batch(batch, self._epoch(), validate=True)
+                return {"info": info, "batch": batch}
             return {"predictions": self._algo_any._forward_training(batch), "batch": batch}
         flat = specs.flatten_spec_structure(features)
         self.algo.device = self.num_updates.device
@@ -355,6 +376,8 @@ class AlgoModel(AbstractT2RModel):
         config: Any = None,
         params: Any = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
+        if "info" in inference_outputs:
+            return self.algo.training_summary(inference_outputs["info"])
         losses = self._algo_any._compute_losses(
             inference_outputs["predictions"], inference_outputs["batch"]
         )
@@ -392,17 +415,17 @@ class AlgoModel(AbstractT2RModel):
         The networks follow the model's mode: a rollout in between (RolloutPolicy's
         ``start_episode`` puts the Algo in eval mode) does not leave them in eval mode
         for training (GMM stds would be 1e-4, dropout off)."""
-        if self.nets.training != self.training:
-            self.nets.train(self.training)
+        if self.nets.training != self.training or self._targets_in_train_mode():
+            if self.training:
+                self.algo.set_train()  # target networks stay in eval mode
+            else:
+                self.nets.eval()
         packed, packed_labels = self.prepare_inputs(features, labels, ModeKeys.TRAIN)
         batch = self._training_batch(packed, packed_labels)
         info = self.algo.train_on_batch(batch, self._epoch(), validate=False)
         self.num_updates += 1
-        losses = info["losses"]
-        scalars: dict[str, float | torch.Tensor] = {
-            k: v for k, v in losses.items() if k != "action_loss" and v.numel() == 1
-        }
-        for key, value in info.items():
-            if key.endswith("grad_norms") and isinstance(value, torch.Tensor):
-                scalars[key] = value
-        return TrainStepOutputs(loss=losses["action_loss"], scalars=scalars)
+        loss, scalars = self.algo.training_summary(info)
+        return TrainStepOutputs(loss=loss, scalars=scalars)
+
+    def _targets_in_train_mode(self) -> bool:
+        return any(name.endswith("_target") and net.training for name, net in self.nets.items())

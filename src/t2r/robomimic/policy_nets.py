@@ -40,6 +40,7 @@ __all__ = [
     "ActorNetwork",
     "GMMActorNetwork",
     "GaussianActorNetwork",
+    "PerturbationActorNetwork",
     "RNNActorNetwork",
     "RNNGMMActorNetwork",
     "TransformerActorNetwork",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 LOW_NOISE_STD = 1e-4
+TANH_EPSILON = 1e-6
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 ObsDict = Mapping[str, torch.Tensor]
@@ -88,6 +90,20 @@ def gmm_sample(
     mean = torch.gather(means, -2, index).squeeze(-2)
     scale = torch.gather(scales, -2, index).squeeze(-2)
     return mean + scale * normal
+
+
+def tanh_log_det(actions: torch.Tensor) -> torch.Tensor:
+    """``sum log(1 - a^2 + 1e-6)`` over the action dimension: what a tanh-squashed
+    distribution subtracts from its base log-density (robomimic's TanhWrappedDistribution)."""
+    return torch.log(1.0 - actions * actions + TANH_EPSILON).sum(-1)
+
+
+def atanh_clamped(actions: torch.Tensor) -> torch.Tensor:
+    """The pre-tanh value of squashed actions, ``0.5 log((1 + a) / (1 - a))`` with both
+    terms clamped at 1e-6 (robomimic's TanhWrappedDistribution.log_prob)."""
+    one_plus = (1.0 + actions).clamp(min=TANH_EPSILON)
+    one_minus = (1.0 - actions).clamp(min=TANH_EPSILON)
+    return 0.5 * torch.log(one_plus / one_minus)
 
 
 def _std_activation(name: str | None) -> Any:
@@ -182,6 +198,9 @@ class _HeadMixin:
         self.head = head
         self.ac_dim = ac_dim
         self.low_noise_eval = bool(kwargs.get("low_noise_eval", True))
+        # use_tanh: a tanh-squashed distribution (means unsquashed, samples squashed,
+        # log-densities corrected); otherwise the means are squashed with tanh.
+        self.use_tanh = bool(kwargs.get("use_tanh", False))
         if head == "gaussian":
             self.fixed_std = bool(kwargs.get("fixed_std", False))
             self.init_std = float(kwargs.get("init_std", 0.3))
@@ -217,7 +236,9 @@ class _HeadMixin:
         (under bf16 autocast the likelihood is still computed in float32)."""
         out = {k: v.float() for k, v in out.items()}
         if self.head == "gaussian":
-            mean = torch.tanh(out["mean"].clamp(*self.mean_limits))
+            mean = out["mean"].clamp(*self.mean_limits)
+            if not self.use_tanh:
+                mean = torch.tanh(mean)
             if self._low_noise():
                 scale = torch.full_like(mean, LOW_NOISE_STD)
             elif self.fixed_std:
@@ -231,7 +252,7 @@ class _HeadMixin:
                 scale = scale.clamp(*self.std_limits)
             return {"mean": mean, "scale": scale}
         if self.head == "gmm":
-            means = torch.tanh(out["mean"])
+            means = out["mean"] if self.use_tanh else torch.tanh(out["mean"])
             if self._low_noise():
                 scales = torch.full_like(means, LOW_NOISE_STD)
             else:
@@ -239,12 +260,36 @@ class _HeadMixin:
             return {"mean": means, "scale": scales, "logits": out["logits"]}
         return {"action": torch.tanh(out["action"])}
 
-    def log_prob(self, params: Mapping[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self,
+        params: Mapping[str, torch.Tensor],
+        actions: torch.Tensor,
+        pre_tanh: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """log-density of `actions` (..., A) -> (...). With ``use_tanh`` the base density
+        is taken at the pre-tanh value (`pre_tanh`, or recovered from `actions`) and the
+        tanh's log-determinant is subtracted."""
+        value = actions
+        if self.use_tanh:
+            value = atanh_clamped(actions) if pre_tanh is None else pre_tanh
         if self.head == "gaussian":
-            return gaussian_log_prob(params["mean"], params["scale"], actions)
-        if self.head == "gmm":
-            return gmm_log_prob(params["mean"], params["scale"], params["logits"], actions)
-        raise TypeError("a deterministic head has no log-probability")
+            log_prob = gaussian_log_prob(params["mean"], params["scale"], value)
+        elif self.head == "gmm":
+            log_prob = gmm_log_prob(params["mean"], params["scale"], params["logits"], value)
+        else:
+            raise TypeError("a deterministic head has no log-probability")
+        return log_prob - tanh_log_det(actions) if self.use_tanh else log_prob
+
+    def rsample(
+        self, params: Mapping[str, torch.Tensor], normal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterized Gaussian sample from standard-normal noise `normal`
+        (..., A) -> ``(actions, log_prob)``; gradients flow into the parameters (SAC / CQL)."""
+        if self.head != "gaussian":
+            raise TypeError(f"rsample needs a Gaussian head, this one is {self.head!r}.")
+        pre_tanh = params["mean"] + params["scale"] * normal
+        actions = torch.tanh(pre_tanh) if self.use_tanh else pre_tanh
+        return actions, self.log_prob(params, actions, pre_tanh=pre_tanh)
 
     def noise_shapes(self) -> dict[str, int]:
         """Noise one eval-mode action draws: ``{"uniform": U, "normal": N}`` (absent = none)."""
@@ -260,13 +305,16 @@ class _HeadMixin:
         """An action from the distribution parameters and explicit noise."""
         if self.head == "gaussian":
             if self._low_noise():
-                return params["mean"]
-            return params["mean"] + params["scale"] * noise["normal"]
-        if self.head == "gmm":
-            return gmm_sample(
+                action = params["mean"]
+            else:
+                action = params["mean"] + params["scale"] * noise["normal"]
+        elif self.head == "gmm":
+            action = gmm_sample(
                 params["mean"], params["scale"], params["logits"], noise["uniform"], noise["normal"]
             )
-        return params["action"]
+        else:
+            return params["action"]
+        return torch.tanh(action) if self.use_tanh else action
 
 
 # ------------------------------------------------------------- MLP actors
@@ -292,6 +340,7 @@ class ActorNetwork(_HeadMixin, nn.Module):
         goal_shapes: Mapping[str, Sequence[int]] | None = None,
         head: str = "deterministic",
         head_kwargs: Mapping[str, Any] | None = None,
+        init_last_fc_weight: float | None = None,
     ) -> None:
         super().__init__()
         self._configure_head(head, ac_dim, head_kwargs or {})
@@ -308,6 +357,13 @@ class ActorNetwork(_HeadMixin, nn.Module):
             self.mlp = nn.Identity()
             feat_dim = self.encoder.feature_dim
         self.decoder = Decoder(self._output_shapes(), feat_dim)
+        if init_last_fc_weight is not None:
+            # robomimic: the output layers' weights and biases ~ U(-w, w).
+            with torch.no_grad():
+                for layer in self.decoder.heads.values():
+                    assert isinstance(layer, nn.Linear)
+                    nn.init.uniform_(layer.weight, -init_last_fc_weight, init_last_fc_weight)
+                    nn.init.uniform_(layer.bias, -init_last_fc_weight, init_last_fc_weight)
 
     def forward_train(self, obs: ObsDict, goal: ObsDict | None = None) -> dict[str, torch.Tensor]:
         """obs ``{k: (B, ...)}`` -> distribution parameters (or ``{"action"}``), each (B, ...)."""
@@ -323,6 +379,39 @@ class ActorNetwork(_HeadMixin, nn.Module):
 
 GaussianActorNetwork = ActorNetwork
 GMMActorNetwork = ActorNetwork
+
+
+class PerturbationActorNetwork(nn.Module):
+    """BCQ's perturbation actor (robomimic's PerturbationActorNetwork): an MLP on the
+    observation and a proposed action returns ``clamp(a + scale * tanh(out), -1, 1)``."""
+
+    def __init__(
+        self,
+        obs_shapes: Mapping[str, Sequence[int]],
+        ac_dim: int,
+        mlp_layer_dims: Sequence[int],
+        obs_modalities: Mapping[str, str],
+        encoder_kwargs: Mapping[str, Any],
+        goal_shapes: Mapping[str, Sequence[int]] | None = None,
+        perturbation_scale: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.perturbation_scale = float(perturbation_scale)
+        self.net = ActorNetwork(
+            {**dict(obs_shapes), "action": (ac_dim,)},
+            ac_dim,
+            mlp_layer_dims,
+            {**dict(obs_modalities), "action": "low_dim"},
+            encoder_kwargs,
+            goal_shapes=goal_shapes,
+        )
+
+    def forward(
+        self, obs: ObsDict, actions: torch.Tensor, goal: ObsDict | None = None
+    ) -> torch.Tensor:
+        """obs ``{k: (B, ...)}``, actions (B, A) -> perturbed actions (B, A)."""
+        perturbation = self.net.forward_train({**dict(obs), "action": actions}, goal)["action"]
+        return (actions + self.perturbation_scale * perturbation).clamp(-1.0, 1.0)
 
 
 # ------------------------------------------------------------- RNN actors

@@ -1,8 +1,10 @@
-"""robomimic's algorithms on t2r: the Algo lifecycle, the registry and the BC family.
+"""robomimic's algorithms on t2r: the Algo lifecycle, the registry, the BC family and
+the offline RL family (BCQ, CQL, IQL, TD3_BC).
 
 `algo_factory(algo_name, config, obs_key_shapes, ac_dim, device)` builds the
-class a config selects; see `t2r.robomimic.algos.base` for the lifecycle and
-`t2r.robomimic.algos.bc` for the BC variants.
+class a config selects; see `t2r.robomimic.algos.base` for the lifecycle,
+`t2r.robomimic.algos.bc` for the BC variants and `t2r.robomimic.algos.critics` for
+what the offline RL algorithms share.
 """
 
 from __future__ import annotations
@@ -28,14 +30,24 @@ from t2r.robomimic.algos.bc import (
     BC_Transformer,
     BC_Transformer_GMM,
 )
+from t2r.robomimic.algos.bcq import BCQ, BCQ_GMM, BCQ_Distributional
+from t2r.robomimic.algos.cql import CQL
+from t2r.robomimic.algos.iql import IQL
+from t2r.robomimic.algos.td3_bc import TD3_BC
 
 __all__ = [
     "BC",
+    "BCQ",
+    "BCQ_GMM",
     "BC_GMM",
     "BC_RNN",
     "BC_RNN_GMM",
     "BC_VAE",
+    "CQL",
+    "IQL",
+    "TD3_BC",
     "Algo",
+    "BCQ_Distributional",
     "BC_Gaussian",
     "BC_Transformer",
     "BC_Transformer_GMM",

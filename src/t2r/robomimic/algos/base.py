@@ -47,11 +47,14 @@ __all__ = [
     "algo_factory",
     "algo_name_to_factory_func",
     "backprop_for_loss",
+    "batch_to_float",
+    "hard_update",
     "lr_scheduler_from_optim_params",
     "normalize_obs",
     "optimizer_from_optim_params",
     "register_algo_factory_func",
     "registered_algo_names",
+    "soft_update",
 ]
 
 Batch = dict[str, Any]
@@ -214,6 +217,34 @@ def backprop_for_loss(
     return squared.detach()
 
 
+def batch_to_float(batch: Mapping[str, Any]) -> Batch:
+    """float64 tensors of a (nested) batch as float32; everything else as it is."""
+    out: Batch = {}
+    for key, value in batch.items():
+        if isinstance(value, Mapping):
+            out[key] = batch_to_float(value)
+        elif isinstance(value, torch.Tensor) and value.dtype == torch.float64:
+            out[key] = value.float()
+        else:
+            out[key] = value
+    return out
+
+
+@torch.no_grad()
+def soft_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """``target = (1 - tau) * target + tau * source``, parameter by parameter (robomimic's
+    ``soft_update``: parameters only, buffers stay)."""
+    for target_param, param in zip(target.parameters(), source.parameters()):
+        target_param.copy_(target_param * (1.0 - tau) + param * tau)
+
+
+@torch.no_grad()
+def hard_update(source: nn.Module, target: nn.Module) -> None:
+    """Copies `source`'s parameters into `target` (robomimic's ``hard_update``)."""
+    for target_param, param in zip(target.parameters(), source.parameters()):
+        target_param.copy_(param)
+
+
 def normalize_obs(
     value: torch.Tensor, stats: Mapping[str, Any], device: torch.device | None = None
 ) -> torch.Tensor:
@@ -233,12 +264,17 @@ class Algo:
     """Base of every algorithm: networks in ``self.nets`` (a ModuleDict), one optimizer
     and schedule per entry of ``algo_config.optim_params`` that names a network.
 
+    ``uses_transitions``: the algorithm trains on ``next_obs``, ``rewards`` and
+    ``dones`` too (the offline RL family), so a training loop must load them.
+
     Args:
       algo_config: ``config.algo``; obs_config: ``config.observation``;
       global_config: the whole config.
       obs_key_shapes: ``{obs key: network shape}`` (images (C, H, W)).
       ac_dim: action dimension; device: where the networks live.
     """
+
+    uses_transitions: bool = False
 
     def __init__(
         self,
@@ -257,6 +293,9 @@ class Algo:
         self.device = torch.device(device)
         self.obs_key_shapes = {k: tuple(int(d) for d in v) for k, v in obs_key_shapes.items()}
         self.nets = nn.ModuleDict()
+        # Update counters an algorithm keeps between steps (TD3's actor delay, CQL's BC
+        # warm-up): int64 buffers, so checkpoints hold them and resume is exact.
+        self.counters = nn.Module()
         self._create_shapes(obs_key_shapes)
         self._create_networks()
         if not isinstance(self.nets, nn.ModuleDict):
@@ -296,18 +335,61 @@ class Algo:
         return None if steps is None else int(steps)
 
     def _create_optimizers(self) -> None:
+        """One optimizer (and schedule) per network named in ``optim_params``; a
+        ModuleList (a critic ensemble) gets one per member, named ``<net><i>``
+        (``critic0``, ``critic1``: robomimic's list ``optimizers["critic"]``, flat here
+        so that each is checkpointed by name)."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.lr_schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR | None] = {}
         for name, params in self.optim_params.items():
             if name not in self.nets:
                 continue  # settings for a network this variant does not build
-            self.optimizers[name] = optimizer_from_optim_params(params, self.nets[name])
+            net = self.nets[name]
+            members = (
+                {f"{name}{i}": member for i, member in enumerate(net)}
+                if isinstance(net, nn.ModuleList)
+                else {name: net}
+            )
             num_epochs = params.get(
                 "num_epochs", self.global_config.get("train", {}).get("num_epochs")
             )
-            self.lr_schedulers[name] = lr_scheduler_from_optim_params(
-                params, self.optimizers[name], self._steps_per_epoch(params), num_epochs
-            )
+            for key, member in members.items():
+                self.optimizers[key] = optimizer_from_optim_params(params, member)
+                self.lr_schedulers[key] = lr_scheduler_from_optim_params(
+                    params, self.optimizers[key], self._steps_per_epoch(params), num_epochs
+                )
+
+    @property
+    def networks(self) -> Any:
+        """``self.nets`` typed loosely: each algorithm's networks are their own classes
+        (critic ensembles are ModuleLists, actors have ``act`` / ``forward_train``)."""
+        return self.nets
+
+    def _counter(self, name: str) -> int:
+        """The value of update counter `name`."""
+        return int(getattr(self.counters, name))
+
+    def _add_counter(self, name: str) -> None:
+        """Registers an int64 update counter ``self.counters.<name>`` (starts at 0)."""
+        self.counters.register_buffer(name, torch.zeros((), dtype=torch.int64))
+
+    def _count(self, name: str) -> int:
+        """Adds one to counter `name`; returns the new value."""
+        counter: torch.Tensor = getattr(self.counters, name)
+        counter += 1
+        return int(counter)
+
+    def training_summary(self, info: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The headline loss of one `train_on_batch` info and the scalars to log beside it
+        (tensors, not synchronized). Default: the BC family's ``info["losses"]``."""
+        losses = info["losses"]
+        scalars: dict[str, Any] = {
+            k: v for k, v in losses.items() if k != "action_loss" and v.numel() == 1
+        }
+        for key, value in info.items():
+            if key.endswith("grad_norms") and isinstance(value, torch.Tensor):
+                scalars[key] = value
+        return losses["action_loss"], scalars
 
     # ---------------------------------------------------------- training
     def process_batch_for_training(self, batch: Batch) -> Batch:
@@ -365,12 +447,17 @@ class Algo:
         self.nets.eval()
 
     def set_train(self) -> None:
+        """Training mode; target networks (``*_target``) stay in eval mode, as robomimic's."""
         self.nets.train()
+        for name, net in self.nets.items():
+            if name.endswith("_target"):
+                net.eval()
 
     def serialize(self) -> dict[str, Any]:
-        """``{"nets", "optimizers", "lr_schedulers"}`` state dicts."""
+        """``{"nets", "optimizers", "lr_schedulers", "counters"}`` state dicts."""
         return {
             "nets": self.nets.state_dict(),
+            "counters": self.counters.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "lr_schedulers": {
                 k: s.state_dict() for k, s in self.lr_schedulers.items() if s is not None
@@ -380,6 +467,8 @@ class Algo:
     def deserialize(self, model_dict: Mapping[str, Any], load_optimizers: bool = False) -> None:
         """Loads what `serialize` returned (optimizers and schedules with `load_optimizers`)."""
         self.nets.load_state_dict(model_dict["nets"])
+        if "counters" in model_dict:
+            self.counters.load_state_dict(model_dict["counters"])
         if load_optimizers:
             for name, state in model_dict.get("optimizers", {}).items():
                 self.optimizers[name].load_state_dict(state)

@@ -31,6 +31,7 @@ from t2r.robomimic.algos.base import (
     Batch,
     PolicyAlgo,
     backprop_for_loss,
+    batch_to_float,
     register_algo_factory_func,
 )
 from t2r.robomimic.config import Config
@@ -86,18 +87,6 @@ def cosine_loss(preds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(preds, labels, dim=-1)).mean()
 
 
-def _to_float(batch: Mapping[str, Any]) -> Batch:
-    out: Batch = {}
-    for key, value in batch.items():
-        if isinstance(value, Mapping):
-            out[key] = _to_float(value)
-        elif isinstance(value, torch.Tensor) and value.dtype == torch.float64:
-            out[key] = value.float()
-        else:
-            out[key] = value
-    return out
-
-
 class BC(PolicyAlgo):
     """Deterministic BC: MLP policy, loss ``l2_weight * MSE + l1_weight * SmoothL1 +
     cos_weight * cosine`` (on the first 3 action dims, the end-effector translation)."""
@@ -131,7 +120,7 @@ class BC(PolicyAlgo):
 
     def process_batch_for_training(self, batch: Batch) -> Batch:
         """The first step of each sequence: obs ``{k: (B, ...)}``, actions (B, A)."""
-        return _to_float(
+        return batch_to_float(
             {
                 "obs": {k: v[:, 0] for k, v in batch["obs"].items()},
                 "goal_obs": batch.get("goal_obs"),
@@ -291,7 +280,7 @@ class BC_RNN(BC):
         if self._rnn_is_open_loop:
             steps = batch["actions"].shape[1]
             obs = {k: v[:, :1].expand(-1, steps, *v.shape[2:]) for k, v in obs.items()}
-        return _to_float(
+        return batch_to_float(
             {"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": batch["actions"]}
         )
 
@@ -403,7 +392,7 @@ class BC_Transformer(BC):
             actions = batch["actions"][:, start : start + h, :]
         else:
             actions = batch["actions"][:, h - 1, :]
-        return _to_float({"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": actions})
+        return batch_to_float({"obs": obs, "goal_obs": batch.get("goal_obs"), "actions": actions})
 
     def _select_step(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return (
