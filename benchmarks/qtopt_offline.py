@@ -1,0 +1,200 @@
+"""QT-Opt offline learning check: does the critic + CEM learn to grasp from logged episodes?
+
+One process, no Ray: collect scripted-with-noise and uniformly random episodes
+on the grasp env's "train" objects, run fitted Q iteration
+(`t2r.research.qtopt.offline.fitted_q_iteration`: Bellman targets by CEM on a
+lagged target export, train, refresh the target, repeat), then run the CEM
+policy on the held-out "test" objects against the random policy on the very
+same bins (both test envs are seeded alike, so episode i shows both policies
+the same objects in the same poses). The scripted policy's success on those
+bins is printed as the ceiling.
+
+``--size`` picks the critic's width: ``t2r`` is Grasping44 as T2R built it
+(64 filters, 6/6/3 convs), ``small`` 32 filters and 2/2/1 convs (same layer
+types and order; what fits a shared 2-core CPU in tens of minutes).
+
+Run: ``nice -n 5 .venv/bin/python benchmarks/qtopt_offline.py --output qtopt_offline.json``
+(about 20-40 minutes on one loaded core with the defaults; ``--quick`` is a
+few-minute smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from t2r.export import export_saved_model
+from t2r.models.optimizers import create_adam_optimizer
+from t2r.policies import RandomPolicy
+from t2r.predictors import ExportedModelPredictor
+
+# Imported first: it sets MUJOCO_GL before mujoco loads.
+from t2r.research.grasp_env.grasp_env import GraspEnv
+from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
+from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
+from t2r.research.qtopt.offline import (
+    IterationStats,
+    collect_episodes,
+    episodes_to_records,
+    evaluate_success,
+    fitted_q_iteration,
+)
+from t2r.train import seed_everything
+
+SIZES = {
+    "t2r": {},
+    "small": {"channels": 32, "num_convs": (2, 2, 1)},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--scripted_episodes", type=int, default=300)
+    parser.add_argument("--random_episodes", type=int, default=300)
+    parser.add_argument("--noise", type=float, default=0.3, help="scripted policy's noise")
+    parser.add_argument(
+        "--mixed_episodes",
+        type=int,
+        default=200,
+        help="episodes that act scripted for a random 1-7 steps, then randomly: "
+        "approaches that end anywhere (near misses and lucky grasps)",
+    )
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--steps_per_iteration", type=int, default=400)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--gamma", type=float, default=0.9)
+    parser.add_argument("--eval_episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few-minute smoke run")
+    parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.scripted_episodes, args.random_episodes, args.mixed_episodes = 20, 20, 0
+        args.iterations, args.steps_per_iteration, args.eval_episodes = 2, 20, 10
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    seed_everything(args.seed)
+    started = time.perf_counter()
+
+    env = GraspEnv("train", seed=args.seed)
+    scripted = ScriptedGraspPolicy(env, noise=args.noise, seed=args.seed)
+    random_policy = RandomPolicy(action_size=6, seed=args.seed)
+    episodes = collect_episodes(env, scripted, args.scripted_episodes)
+    episodes += collect_episodes(env, random_policy, args.random_episodes)
+    if args.mixed_episodes:
+        switching = _RandomAfterScripted(scripted, args.seed)
+        episodes += collect_episodes(env, switching, args.mixed_episodes)
+    records = episodes_to_records(episodes)
+    successes = sum(float(e[-1][2]) for e in episodes)
+    collect_secs = time.perf_counter() - started
+    logging.info(
+        "collected %d episodes, %d transitions, %d successes in %.0f s",
+        len(episodes),
+        len(records),
+        successes,
+        collect_secs,
+    )
+
+    model = Grasping44CriticModel(
+        action_batch_size=64,
+        network_kwargs=SIZES[args.size],
+        create_optimizer_fn=functools.partial(
+            create_adam_optimizer, learning_rate=args.learning_rate
+        ),
+    )
+    history: list[IterationStats] = []
+    with tempfile.TemporaryDirectory(prefix="qtopt_offline_") as work_dir:
+        fitted_q_iteration(
+            model,
+            records,
+            work_dir,
+            iterations=args.iterations,
+            steps_per_iteration=args.steps_per_iteration,
+            batch_size=args.batch_size,
+            gamma=args.gamma,
+            seed=args.seed,
+            on_iteration=history.append,
+        )
+        train_secs = time.perf_counter() - started - collect_secs
+        policy_dir = Path(work_dir) / "policy"
+        export_saved_model(model, policy_dir, global_step=args.iterations)
+        predictor = ExportedModelPredictor(policy_dir, timeout=0, trust_torchscript=True)
+        assert predictor.restore()
+        cem = qtopt_cem_policy(predictor, model, seed=args.seed)
+        eval_seed = 10_000 + args.seed
+        test_env = GraspEnv("test", seed=eval_seed)
+        results = {
+            "cem": evaluate_success(GraspEnv("test", seed=eval_seed), cem, args.eval_episodes),
+            "random": evaluate_success(
+                GraspEnv("test", seed=eval_seed),
+                RandomPolicy(6, seed=args.seed + 1),
+                args.eval_episodes,
+            ),
+            "scripted": evaluate_success(
+                test_env, ScriptedGraspPolicy(test_env, noise=0.0), args.eval_episodes
+            ),
+        }
+    figures = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus (shared)",
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "episodes": len(episodes),
+        "transitions": len(records),
+        "logged_successes": successes,
+        "collect_secs": round(collect_secs, 1),
+        "train_secs": round(train_secs, 1),
+        "iterations": [vars(h) for h in history],
+        "test_success": results,
+        "eval_episodes": args.eval_episodes,
+    }
+    print(f"\nQT-Opt offline check ({args.size} critic, {len(records)} transitions)")
+    print("iteration  mean target (live)  loss first->last  label s  train s")
+    for h in history:
+        print(
+            f"{h.iteration:9d}  {h.mean_target_live:18.3f}  {h.first_loss:6.3f} -> "
+            f"{h.last_loss:6.3f}  {h.label_secs:7.1f}  {h.train_secs:7.1f}"
+        )
+    print(f"\nheld-out 'test' objects, {args.eval_episodes} episodes on the same bins:")
+    for name, value in results.items():
+        print(f"  {name:9s} {value:6.1%}")
+    if args.output is not None:
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+class _RandomAfterScripted:
+    """Acts scripted for the first few steps of an episode, then randomly: logs of
+    approaches that end anywhere (near misses), which a critic learns most from."""
+
+    def __init__(self, scripted: ScriptedGraspPolicy, seed: int) -> None:
+        self._scripted = scripted
+        self._random = RandomPolicy(6, seed=seed + 7)
+        self._rng = np.random.default_rng(seed + 11)
+        self._switch_at = 0
+        self._step = 0
+
+    def reset(self) -> None:
+        self._scripted.reset()
+        self._step = 0
+        self._switch_at = int(self._rng.integers(1, 8))
+
+    def sample_action(self, obs: object, explore_prob: float) -> tuple[np.ndarray, None]:
+        self._step += 1
+        policy = self._scripted if self._step <= self._switch_at else self._random
+        return policy.select_action(obs), None
+
+
+if __name__ == "__main__":
+    main()
