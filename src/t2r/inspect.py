@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from t2r.data.convert import detect_format, read_episodes
-from t2r.data.convert.common import IMAGE_FORMATS_KEY, SPLIT_KEY, TASK_KEY, Losses, step_spec
+from t2r.data.convert.common import (
+    IMAGE_FORMATS_KEY,
+    PRIVATE_KEYS,
+    SPLIT_KEY,
+    TASK_KEY,
+    Losses,
+    step_spec,
+)
 from t2r.data.episodes import Episode
 from t2r.specs import ExtendedTensorSpec, dtype_name, flatten_spec_structure, is_string_dtype
 
@@ -325,7 +332,7 @@ def _dataset_report(path: str, max_episodes: int | None) -> dict[str, Any]:
             specs = step_spec(episode)
         lengths.append(episode.num_steps)
         for key in episode.metadata:
-            if key not in metadata_keys:
+            if key not in metadata_keys and key not in PRIVATE_KEYS:
                 metadata_keys.append(key)
         split = episode.metadata.get(SPLIT_KEY)
         if split is not None:

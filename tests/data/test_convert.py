@@ -413,3 +413,51 @@ def test_gzip_records_are_detected_and_read(tmp_path: Path) -> None:
             writer.write(record)
     assert detect_format(gz) == "tfrecord"
     assert [e.num_steps for e in read_episodes(gz)] == [3, 4, 5]  # split by episode_id
+
+
+def _rlds_image_bytes(directory: Path) -> list[bytes]:
+    from t2r.data import RLDSSource
+
+    out: list[bytes] = []
+    for split in ("train", "val"):
+        for episode in RLDSSource(directory, split).episodes():
+            out.extend(episode.step_values("observation/image").tolist())
+    return out
+
+
+def test_jpeg_frames_move_between_rlds_and_tfrecord_byte_for_byte(tmp_path: Path) -> None:
+    """No generation loss: unchanged JPEG frames are copied, not decoded and encoded again."""
+    from t2r.data import Example
+
+    source = needs_fixture("rlds_fractal_tiny") / "0.1.0"
+    original = _rlds_image_bytes(source)
+    convert(source, tmp_path / "records", to="tfrecord")  # keeps the source's JPEG
+    copied = [
+        Example.FromString(r).features.feature["observation/image"].bytes_list.value[0]
+        for f in sorted((tmp_path / "records").glob("*.tfrecord"))
+        for r in read_tfrecord(f)
+    ]
+    assert copied == original
+    convert(tmp_path / "records", tmp_path / "rlds", to="rlds")
+    assert _rlds_image_bytes(tmp_path / "rlds") == original
+    # Frames changed in memory are encoded anew (the copy would be stale).
+    episodes = list(read_episodes(source))
+    episodes[0].steps["observation/image"][0] //= 2
+    write_episodes(tmp_path / "edited", episodes, to="tfrecord")
+    (first, *_) = read_episodes(tmp_path / "edited")
+    error = np.abs(
+        first.steps["observation/image"][0].astype(int) - episodes[0].steps["observation/image"][0]
+    )
+    assert error.mean() < 3  # re-encoded as JPEG from the edited pixels
+    edited = [
+        Example.FromString(r).features.feature["observation/image"].bytes_list.value[0]
+        for f in sorted((tmp_path / "edited").glob("*.tfrecord"))
+        for r in read_tfrecord(f)
+    ]
+    assert edited[0] != original[0] and edited[1:] == original[1:]
+    assert (
+        "_encoded_images"
+        not in json.loads((tmp_path / "edited" / EPISODES_FILE).read_text())["episodes"][0][
+            "metadata"
+        ]
+    )

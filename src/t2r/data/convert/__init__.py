@@ -28,7 +28,14 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from t2r.data.convert.common import IMAGE_FORMATS_KEY, SPLIT_KEY, Losses, is_image
+from t2r.data.convert.common import (
+    ENCODED_IMAGES_KEY,
+    IMAGE_FORMATS_KEY,
+    PRIVATE_KEYS,
+    SPLIT_KEY,
+    Losses,
+    is_image,
+)
 from t2r.data.convert.rlds_episodes import (
     read_rlds_episodes,
     rlds_directory,
@@ -179,7 +186,15 @@ def write_episodes(
         _write_lerobot(path, episodes, fps, video, losses)
 
 
-_LEROBOT_METADATA = ("task", "tasks", "fps", "robot_type", "episode_index", IMAGE_FORMATS_KEY)
+_LEROBOT_METADATA = (
+    "task",
+    "tasks",
+    "fps",
+    "robot_type",
+    "episode_index",
+    IMAGE_FORMATS_KEY,
+    *PRIVATE_KEYS,
+)
 
 
 def _write_lerobot(
@@ -249,9 +264,10 @@ def renamed(episode: Episode, rename: Mapping[str, str], where: str = "episode")
             raise ValueError(f"{where}: renaming gives two features {new!r}.")
         steps[new] = value
     metadata = dict(episode.metadata)
-    formats = metadata.get(IMAGE_FORMATS_KEY)
-    if isinstance(formats, Mapping):
-        metadata[IMAGE_FORMATS_KEY] = {rename.get(k, k): v for k, v in formats.items()}
+    for per_path in (IMAGE_FORMATS_KEY, ENCODED_IMAGES_KEY):
+        values = metadata.get(per_path)
+        if isinstance(values, Mapping):
+            metadata[per_path] = {rename.get(k, k): v for k, v in values.items()}
     return Episode(steps, metadata)
 
 

@@ -3,25 +3,32 @@ JSON, and the warn-once record of what a conversion loses."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from t2r.data.episodes import Episode
+from t2r.data.image_codec import detect_image_format
 from t2r.specs import ExtendedTensorSpec, TensorSpecStruct, is_string_dtype, numpy_dtype
 
 __all__ = [
+    "ENCODED_IMAGES_KEY",
     "IMAGE_FORMATS_KEY",
+    "PRIVATE_KEYS",
     "SPLIT_KEY",
     "TASK_KEY",
     "Losses",
     "check_same_spec",
+    "encoded_frames",
     "image_format_of",
     "is_image",
     "jsonable",
+    "remember_encoded",
     "step_spec",
     "text_array",
 ]
@@ -35,6 +42,13 @@ SPLIT_KEY = "split"
 IMAGE_FORMATS_KEY = "image_formats"
 """Episode metadata: ``{step path: 'jpeg' | 'png'}``, how the source stored its images;
 writers of encoded formats keep that format unless told otherwise."""
+ENCODED_IMAGES_KEY = "_encoded_images"
+"""Episode metadata, never stored: ``{step path: EncodedFrames}``, the source's encoded
+frames of a camera. A writer of the same encoding copies them instead of encoding
+the decoded frames again (JPEG would lose quality at every generation), as long as
+the frames are unchanged (same shape, dtype and CRC-32 as when read)."""
+PRIVATE_KEYS = (ENCODED_IMAGES_KEY,)
+"""Metadata keys that are not data: no writer stores them."""
 
 ImageFormat = Literal["jpeg", "png"]
 
@@ -55,6 +69,54 @@ class Losses:
             return
         self.messages[kind] = message
         logger.warning("%s: %s", self.target, message)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedFrames:
+    """A camera's frames as the source stored them, and a fingerprint (CRC-32) of
+    each decoded ``(H, W, C)`` frame."""
+
+    frames: tuple[bytes, ...]
+    frame_shape: tuple[int, ...]
+    dtype: str
+    crc32: tuple[int, ...]
+
+
+def _fingerprint(frame: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(frame).tobytes())
+
+
+def remember_encoded(
+    metadata: dict[str, Any], path: str, frames: Sequence[bytes], decoded: np.ndarray
+) -> None:
+    """Keeps `frames` (one encoded image per step) beside the episode's `decoded` array."""
+    metadata.setdefault(ENCODED_IMAGES_KEY, {})[path] = EncodedFrames(
+        tuple(bytes(f) for f in frames),
+        decoded.shape[1:],
+        str(decoded.dtype),
+        tuple(_fingerprint(frame) for frame in decoded),
+    )
+
+
+def encoded_frames(episode: Episode, path: str, data_format: str) -> list[bytes | None] | None:
+    """Per step, the source's encoded frame of `path` where it is `data_format` and
+    the episode's frame is still what it decoded to, else None (encode that frame
+    anew); None when the source kept no frames of `path`."""
+    entry = episode.metadata.get(ENCODED_IMAGES_KEY, {}).get(path)
+    if not isinstance(entry, EncodedFrames):
+        return None
+    array = np.asarray(episode.steps[path])
+    if (
+        len(array) != len(entry.frames)
+        or array.shape[1:] != entry.frame_shape
+        or str(array.dtype) != entry.dtype
+    ):
+        return None
+    wanted = "jpeg" if data_format.lower() in ("jpeg", "jpg") else data_format.lower()
+    return [
+        data if detect_image_format(data) == wanted and _fingerprint(frame) == crc else None
+        for data, frame, crc in zip(entry.frames, array, entry.crc32)
+    ]
 
 
 def is_image(array: np.ndarray) -> bool:

@@ -30,11 +30,14 @@ import numpy as np
 from t2r.atomic import atomic_directory
 from t2r.data.convert.common import (
     IMAGE_FORMATS_KEY,
+    PRIVATE_KEYS,
     SPLIT_KEY,
     TASK_KEY,
     Losses,
     check_same_spec,
+    encoded_frames,
     jsonable,
+    remember_encoded,
     step_spec,
     text_array,
 )
@@ -59,7 +62,7 @@ from t2r.specs import (
 __all__ = ["read_rlds_episodes", "rlds_directory", "write_rlds_episodes"]
 
 EPISODE_METADATA = "episode_metadata"
-_RESERVED = (SPLIT_KEY, IMAGE_FORMATS_KEY)
+_RESERVED = (SPLIT_KEY, IMAGE_FORMATS_KEY, *PRIVATE_KEYS)
 
 
 def _is_rlds_dir(path: str) -> bool:
@@ -106,6 +109,7 @@ def read_rlds_episodes(
         for episode in source.episodes():
             steps: dict[str, np.ndarray] = {}
             formats: dict[str, str] = {}
+            encoded: dict[str, Any] = {}
             for key, spec in info.step_spec.items():
                 values = episode.step_values(key)
                 if is_encoded_image_spec(spec):
@@ -123,6 +127,7 @@ def read_rlds_episodes(
                         ]
                     )
                     formats[key] = str(spec.data_format).lower().replace("jpg", "jpeg")
+                    remember_encoded(encoded, key, list(values), steps[key])
                 elif is_string_dtype(spec.dtype):
                     steps[key] = text_array(values.reshape(-1), values.shape)
                 else:
@@ -146,6 +151,7 @@ def read_rlds_episodes(
             metadata[SPLIT_KEY] = split
             if formats:
                 metadata[IMAGE_FORMATS_KEY] = formats
+            metadata.update(encoded)
             yield Episode(steps, metadata)
 
 
@@ -220,6 +226,14 @@ def write_rlds_episodes(
         else:
             check_same_spec(path, first, spec, index)
         record: dict[str, Any] = {f"steps/{key}": value for key, value in episode.steps.items()}
+        for key, image_spec in first.items():
+            if is_encoded_image_spec(image_spec):
+                frames = encoded_frames(episode, key, str(image_spec.data_format))
+                if frames is not None:  # the source's bytes where unchanged: no generation loss
+                    array = episode.steps[key]
+                    record[f"steps/{key}"] = [
+                        array[t] if data is None else data for t, data in enumerate(frames)
+                    ]
         for key, meta_spec in meta_specs.items():
             if key not in episode.metadata:
                 if not is_string_dtype(meta_spec.dtype):

@@ -40,6 +40,7 @@ import numpy as np
 from t2r.atomic import fsync_directory, fsync_file, temporary_path_for
 from t2r.data.convert.common import (
     IMAGE_FORMATS_KEY,
+    PRIVATE_KEYS,
     TASK_KEY,
     Losses,
     is_text,
@@ -57,7 +58,14 @@ METADATA_ATTR = "t2r_metadata"
 EXTRA_GROUP = "t2r_steps"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _DONE_PATHS = ("is_terminal", "done")
-_FILE_METADATA = ("env_args", "model_file", "filter_keys", "demo", IMAGE_FORMATS_KEY)
+_FILE_METADATA = (
+    "env_args",
+    "model_file",
+    "filter_keys",
+    "demo",
+    IMAGE_FORMATS_KEY,
+    *PRIVATE_KEYS,
+)
 
 
 def is_hdf5_file(path: str) -> bool:

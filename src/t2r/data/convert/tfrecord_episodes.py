@@ -45,9 +45,12 @@ import t2r
 from t2r.atomic import atomic_directory, atomic_write_text
 from t2r.data.convert.common import (
     IMAGE_FORMATS_KEY,
+    PRIVATE_KEYS,
     Losses,
     check_same_spec,
+    encoded_frames,
     jsonable,
+    remember_encoded,
     step_spec,
     text_array,
 )
@@ -235,7 +238,13 @@ class _Group:
 
     def __init__(self) -> None:
         self.steps: list[dict[str, np.ndarray]] = []
+        self.encoded: dict[str, list[bytes]] = {}
         self.episode_id: int | None = None
+
+    def add(self, step: dict[str, np.ndarray], encoded: Mapping[str, list[bytes]]) -> None:
+        self.steps.append(step)
+        for key, frames in encoded.items():
+            self.encoded.setdefault(key, []).extend(frames)
 
 
 def _stack(steps: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -297,6 +306,7 @@ def read_tfrecord_episodes(
                         "feature; each record is read as an episode of one step.",
                     )
             step = {}
+            encoded_steps: dict[str, list[bytes]] = {}
             for key, key_spec in spec.items():
                 name = key_spec.name or key
                 if name not in features:
@@ -305,6 +315,8 @@ def read_tfrecord_episodes(
                         f"{EPISODES_FILE}) has {sorted(spec)}."
                     )
                 step[key] = _decode(features[name], key_spec, where)
+                if is_encoded_image_spec(key_spec) and step[key].ndim == 3:
+                    encoded_steps.setdefault(key, []).append(_values(features[name])[0])
             if boundary == EPISODE_ID:
                 if EPISODE_ID not in features:
                     raise DataError(f"{where}: no {EPISODE_ID!r}, which earlier records have.")
@@ -313,14 +325,14 @@ def read_tfrecord_episodes(
                     yield _episode(group, metadata, spec)
                     group = _Group()
                 group.episode_id = episode_id
-                group.steps.append(step)
+                group.add(step, encoded_steps)
             elif boundary in END_KEYS:
-                group.steps.append(step)
+                group.add(step, encoded_steps)
                 if bool(np.any(step[boundary])):
                     yield _episode(group, metadata, spec)
                     group = _Group()
             else:
-                group.steps.append(step)
+                group.add(step, encoded_steps)
                 yield _episode(group, metadata, spec)
                 group = _Group()
         if group.steps:
@@ -342,7 +354,11 @@ def _episode(
     }
     if formats:
         meta.setdefault(IMAGE_FORMATS_KEY, formats)
-    return Episode(_stack(group.steps), meta)
+    steps = _stack(group.steps)
+    for key, frames in group.encoded.items():
+        if len(frames) == len(group.steps):
+            remember_encoded(meta, key, frames, steps[key])
+    return Episode(steps, meta)
 
 
 def _sequence_episode(message: Any, where: str, losses: Losses) -> Episode:
@@ -431,8 +447,14 @@ def write_tfrecord_episodes(
                 shard_paths.append(shard)
                 writer = TFRecordWriter(shard)
                 written = 0
+            encoded = {
+                key: frames
+                for key, s in first_spec.items()
+                if is_encoded_image_spec(s)
+                and (frames := encoded_frames(episode, key, str(s.data_format))) is not None
+            }
             for t in range(episode.num_steps):
-                record = _step_record(episode, first_spec, index, t, jpeg_quality)
+                record = _step_record(episode, first_spec, index, t, jpeg_quality, encoded)
                 writer.write(record)
                 written += len(record)
             entries.append(
@@ -473,7 +495,11 @@ def write_tfrecord_episodes(
 
 def _stored_metadata(episode: Episode, spec: TensorSpecStruct) -> dict[str, Any]:
     """The episode's metadata, its image formats the ones written."""
-    metadata = {k: v for k, v in episode.metadata.items() if k != IMAGE_FORMATS_KEY}
+    metadata = {
+        k: v
+        for k, v in episode.metadata.items()
+        if k != IMAGE_FORMATS_KEY and k not in PRIVATE_KEYS
+    }
     formats = {k: str(s.data_format) for k, s in spec.items() if is_encoded_image_spec(s)}
     if formats:
         metadata[IMAGE_FORMATS_KEY] = formats
@@ -481,13 +507,21 @@ def _stored_metadata(episode: Episode, spec: TensorSpecStruct) -> dict[str, Any]
 
 
 def _step_record(
-    episode: Episode, spec: TensorSpecStruct, episode_id: int, t: int, jpeg_quality: int
+    episode: Episode,
+    spec: TensorSpecStruct,
+    episode_id: int,
+    t: int,
+    jpeg_quality: int,
+    encoded: Mapping[str, list[bytes | None]],
 ) -> bytes:
     example = Example()
     feature = example.features.feature
     for key, key_spec in spec.items():
         value = np.asarray(episode.steps[key][t])
-        if is_encoded_image_spec(key_spec):
+        copy = encoded[key][t] if key in encoded else None
+        if copy is not None:  # the source's bytes: no generation loss
+            feature[key].bytes_list.value.append(copy)
+        elif is_encoded_image_spec(key_spec):
             fmt = str(key_spec.data_format)
             frames = value.reshape((-1, *value.shape[-3:]))
             feature[key].bytes_list.value.extend(
