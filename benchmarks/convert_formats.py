@@ -8,10 +8,12 @@ instruction. It is written once in each format (TFRecord and RLDS with PNG image
 LeRobot with MP4 video unless --no_video), then each source is converted to each
 target, `--repeats` times, and the best time is kept.
 
-Rows: one per (source, target), in steps/s. The bound beside them: the same
-frames encoded once and decoded once by the codec the pair needs (PNG for
-TFRecord/RLDS, raw for robomimic; LeRobot's video through its own writer and
-reader, measured as the lerobot -> robomimic and robomimic -> lerobot rows).
+Rows: one per (source, target), in steps/s. The reference above them: the same
+frames encoded once and decoded once as PNG, the codec work of a pair that must
+decode and encode every frame. Between TFRecord and RLDS the frames are copied,
+not encoded again (only decoded once, by the reader), so those pairs may run
+faster than it; robomimic stores raw frames; LeRobot's video goes through its
+own writer and reader (the robomimic -> lerobot and lerobot -> robomimic rows).
 
     .venv/bin/python benchmarks/convert_formats.py [--episodes 20] [--steps 50] [--repeats 2]
 """
