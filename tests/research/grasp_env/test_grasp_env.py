@@ -54,6 +54,7 @@ def _assert_same(a: Any, b: Any) -> None:
 
 def test_spaces_and_observations(env: Any) -> None:
     assert module.ACTION_LAYOUT == ("dx", "dy", "dz", "dyaw", "close", "terminate")
+    assert env.max_steps == 10  # QT-Opt's short horizon, by default
     assert env.action_space.shape == (6,) and env.action_space.dtype == np.float32
     np.testing.assert_array_equal(env.action_space.low, -np.ones(6))
     np.testing.assert_array_equal(env.action_space.high, np.ones(6))
@@ -252,3 +253,19 @@ def test_a_diverged_simulation_scores_0(env: Any, caplog: pytest.LogCaptureFixtu
     assert "the simulation diverged" in caplog.text
     env.reset(seed=3)  # a reset clears it
     assert "physics_unstable" not in env.step(np.zeros(6, np.float32))[4]
+
+
+def test_render_without_some_objects(env: Any) -> None:
+    env.reset(seed=3)
+    full = env.render_image()
+    others = env.render_image(hide_objects=[1, 2])
+    nothing = env.render_image(hide_objects=[0, 1, 2])
+    assert not np.array_equal(full, others) and not np.array_equal(others, nothing)
+    # Only the rendering changed: the next full image is the same, collisions too.
+    np.testing.assert_array_equal(env.render_image(), full)
+    assert all(env.model.geom_group[g] == 0 for g in env._active_geoms())
+    # Object 0's pixels are where "others" and "nothing" differ.
+    changed = np.any(others != nothing, axis=-1)
+    assert 0 < changed.sum() < 0.1 * changed.size
+    with pytest.raises(IndexError):
+        env.render_image(hide_objects=[3])

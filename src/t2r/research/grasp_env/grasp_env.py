@@ -40,6 +40,7 @@ Rendering is headless, as in pose_env (``MUJOCO_GL`` picked by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -478,11 +479,23 @@ class GraspEnv(gym.Env):
             info["physics_unstable"] = True
 
     # ----------------------------------------------------------- rendering
-    def render_image(self) -> np.ndarray:
-        """The over-the-shoulder camera image, ``(S, S, 3)`` uint8 (a new array)."""
-        self._renderer.update_scene(
-            self._data, camera=self._camera, scene_option=self._scene_option
-        )
+    def render_image(self, hide_objects: Sequence[int] = ()) -> np.ndarray:
+        """The over-the-shoulder camera image, ``(S, S, 3)`` uint8 (a new array).
+
+        Args:
+          hide_objects: indices of objects to leave out of this image (e.g. all
+            but the lifted one, for Grasp2Vec's picture of the grasped object);
+            the simulation is not touched.
+        """
+        geoms = self._active_geoms()
+        hidden = [geoms[i] for i in hide_objects]
+        self._model.geom_group[hidden] = HIDDEN_GROUP
+        try:
+            self._renderer.update_scene(
+                self._data, camera=self._camera, scene_option=self._scene_option
+            )
+        finally:
+            self._model.geom_group[hidden] = 0
         return self._renderer.render().copy()
 
     def _observation(self) -> dict[str, np.ndarray]:
