@@ -65,3 +65,21 @@ def test_noise_needs_a_generator_and_must_be_positive() -> None:
     with pytest.raises(ValueError, match="ScriptedGraspPolicy: noise must be >= 0"):
         scripted.ScriptedGraspPolicy(environment, noise=-1.0)
     environment.close()
+
+
+def test_runs_in_t2r_run_env_mixed_with_random_per_episode() -> None:
+    from t2r.collect.rollouts import run_env
+    from t2r.policies.policies import PerEpisodeSwitchPolicy, RandomPolicy
+
+    environment = grasp_env(seed=0)
+    policy = PerEpisodeSwitchPolicy(
+        scripted.ScriptedGraspPolicy(environment),
+        RandomPolicy(action_size=6, seed=0),
+        explore_prob=0.5,
+        seed=0,
+    )
+    result = run_env(environment, policy, num_episodes=4, show_progress=False)
+    environment.close()
+    assert len(result.episode_rewards) == 4
+    assert set(result.episode_rewards) <= {0.0, 1.0}
+    assert 4 <= result.num_transitions <= 40
