@@ -142,14 +142,16 @@ def test_an_object_lifted_rewards_1(env: Any) -> None:
 
 
 def test_reward_is_whether_an_object_ends_up_lifted() -> None:
-    environment = grasp_env(seed=0, object_set="test", start_height=0.01)
-    rng = np.random.default_rng(1)
+    # A noisy scripted grasp: some episodes succeed, some do not.
+    environment = grasp_env(seed=0, object_set="test")
+    policy = scripted.ScriptedGraspPolicy(environment, noise=0.3, seed=1)
     outcomes = []
     for seed in range(6):
-        environment.reset(seed=seed)
+        observation, _ = environment.reset(seed=seed)
         terminated = False
         while not terminated:
-            _, reward, terminated, _, info = environment.step(rng.uniform(-1, 1, 6))
+            action = policy.sample_action(observation, 0.0)[0]
+            observation, reward, terminated, _, info = environment.step(action)
         assert reward == float(environment.lifted().any()) == float(info["grasp_success"])
         outcomes.append(reward)
     environment.close()
@@ -236,6 +238,17 @@ def test_objects_start_apart_inside_the_bin(env: Any) -> None:
         assert np.all(positions[:, 2] > 0) and np.all(positions[:, 2] < 0.05)
         gaps = np.linalg.norm(positions[:, None, :2] - positions[None, :, :2], axis=-1)
         assert gaps[np.triu_indices(3, 1)].min() > 0.03
+
+
+def test_six_large_held_out_objects_fit() -> None:
+    # Capsules up to 11 cm long: bounding circles would not fit six in the bin.
+    environment = grasp_env(seed=0, object_set="test", num_objects=6)
+    for seed in range(4):
+        environment.reset(seed=seed)
+        positions = environment.object_positions()
+        assert np.all(np.abs(positions[:, :2]) < 0.15)
+        assert np.all(positions[:, 2] < 0.05)  # all resting on the floor: none on another
+    environment.close()
 
 
 def test_a_diverged_simulation_scores_0(env: Any, caplog: pytest.LogCaptureFixture) -> None:

@@ -103,7 +103,9 @@ LIFT_HEIGHT = 0.2
 LIFT_THRESHOLD = 0.1
 
 OBJECT_DENSITY = 400.0  # kg/m^3 (a light plastic or wooden object)
-_MIN_GAP = 0.006  # between objects' bounding circles at reset
+_MIN_GAP = 0.006  # between objects' footprints at reset
+_PLACE_TRIES = 200
+_PLACE_RESTARTS = 50
 
 _PALM_JOINTS = ("palm_x", "palm_y", "palm_z", "palm_yaw")
 _FINGERS = ("finger_left", "finger_right")
@@ -111,7 +113,7 @@ _FINGERS = ("finger_left", "finger_right")
 
 def _geom_extent(shape: str, size: tuple[float, float, float]) -> dict[str, Any]:
     """Volume, principal inertia per unit mass (body frame), bounding radius, AABB half sizes
-    (geom frame), resting centre height and horizontal bounding radius."""
+    (geom frame), resting centre height and the footprint's half extents (body x, y)."""
     a, b, c = size
     if shape == "box":
         volume = 8 * a * b * c
@@ -122,7 +124,7 @@ def _geom_extent(shape: str, size: tuple[float, float, float]) -> dict[str, Any]
             rbound=float(np.sqrt(a * a + b * b + c * c)),
             aabb=(a, b, c),
             rest_z=c,
-            radius_xy=float(np.hypot(a, b)),
+            footprint=np.array([a, b]),
         )
     if shape == "cylinder":  # upright: axis = body z
         volume = np.pi * a * a * 2 * b
@@ -133,7 +135,7 @@ def _geom_extent(shape: str, size: tuple[float, float, float]) -> dict[str, Any]
             rbound=float(np.hypot(a, b)),
             aabb=(a, a, b),
             rest_z=b,
-            radius_xy=a,
+            footprint=np.array([a, a]),
         )
     # capsule lying on its side: axis = body x. Inertia of the cylinder that spans it.
     volume = np.pi * a * a * (2 * b + 4 * a / 3)
@@ -145,8 +147,27 @@ def _geom_extent(shape: str, size: tuple[float, float, float]) -> dict[str, Any]
         rbound=a + b,
         aabb=(a, a, a + b),
         rest_z=a,
-        radius_xy=a + b,
+        footprint=np.array([a + b, a]),
     )
+
+
+def _rotation_2d(yaw: float) -> np.ndarray:
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    return np.array([[cos, -sin], [sin, cos]])
+
+
+Footprint = tuple[np.ndarray, np.ndarray, np.ndarray]  # centre (2,), rotation (2, 2), half (2,)
+
+
+def _footprints_overlap(a: Footprint, b: Footprint, gap: float = _MIN_GAP) -> bool:
+    """Whether two oriented rectangles come closer than `gap` (separating axis test)."""
+    offset = b[0] - a[0]
+    for axis in (*a[1].T, *b[1].T):
+        reach_a = np.abs(a[1].T @ axis) @ a[2]
+        reach_b = np.abs(b[1].T @ axis) @ b[2]
+        if abs(offset @ axis) >= reach_a + reach_b + gap:
+            return False
+    return True
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -342,27 +363,41 @@ class GraspEnv(gym.Env):
         self.objects = list(specs)
 
     def _place_objects(self, rng: np.random.Generator) -> None:
+        """Drops the objects at random poses inside the bin, their footprints apart.
+
+        Objects are placed one after another (a position and a yaw per try, the
+        footprint an oriented rectangle: a capsule is long and thin, so six of
+        the largest still fit where bounding circles would not); after
+        `_PLACE_TRIES` failed tries for one object, all are placed again.
+        """
         extents = [_geom_extent(spec.shape, spec.size) for spec in self.objects]
-        radii = np.array([e["radius_xy"] for e in extents])
-        centres = np.zeros((self.num_objects, 2))
-        for _ in range(1000):
-            limits = BIN_HALF - radii - 0.003
-            centres = rng.uniform(-1.0, 1.0, size=(self.num_objects, 2)) * limits[:, None]
-            gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-            need = radii[:, None] + radii[None] + _MIN_GAP
-            if np.all(
-                gaps[np.triu_indices(self.num_objects, 1)]
-                >= need[np.triu_indices(self.num_objects, 1)]
-            ):
+        for _ in range(_PLACE_RESTARTS):
+            placed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+            for extent in extents:
+                for _ in range(_PLACE_TRIES):
+                    yaw = float(rng.uniform(-np.pi, np.pi))
+                    rotation = _rotation_2d(yaw)
+                    reach = np.abs(rotation) @ extent["footprint"]  # the footprint's AABB
+                    centre = rng.uniform(-1.0, 1.0, size=2) * (BIN_HALF - reach - 0.003)
+                    candidate = (centre, rotation, extent["footprint"])
+                    if not any(_footprints_overlap(candidate, other) for other in placed):
+                        placed.append(candidate)
+                        break
+                else:
+                    break  # this object found no room: start again
+            if len(placed) == len(extents):
                 break
-        else:  # pragma: no cover - the sizes leave plenty of room for 6 objects
-            raise RuntimeError("GraspEnv: could not place the objects apart.")
-        yaws = rng.uniform(-np.pi, np.pi, size=self.num_objects)
+        else:
+            raise RuntimeError(
+                f"GraspEnv: could not place {self.num_objects} objects of set "
+                f"{self.object_set!r} apart in the bin after {_PLACE_RESTARTS} attempts."
+            )
         qpos = self._data.qpos
-        for i, extent in enumerate(extents):
+        for i, (extent, (centre, rotation, _)) in enumerate(zip(extents, placed)):
             address = self._object_qpos[i]
-            qpos[address : address + 3] = (centres[i, 0], centres[i, 1], extent["rest_z"] + 0.001)
-            qpos[address + 3 : address + 7] = _yaw_quat(yaws[i])
+            yaw = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+            qpos[address : address + 3] = (centre[0], centre[1], extent["rest_z"] + 0.001)
+            qpos[address + 3 : address + 7] = _yaw_quat(yaw)
 
     def _set_palm(self, target: np.ndarray) -> None:
         self._data.ctrl[self._palm_ctrl] = target

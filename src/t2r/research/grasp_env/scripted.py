@@ -2,14 +2,18 @@
 
 `scripted_grasp_action` looks at the `GraspEnv`'s true state (object poses and
 sizes, the gripper's pose), picks the object nearest to the palm in x-y and
-returns the env action that brings the gripper to it:
+returns the env action that brings the gripper to it (objects whose every
+grasp yaw would put a finger into the bin's wall are passed over):
 
-1. above the object: move in x-y (at most a step's worth), turn the palm so
+1. low among the objects and not over the target: rise straight up to
+   `CLEARANCE` above the highest object (moving across down there would shove
+   objects about);
+2. above the object: move in x-y (at most a step's worth), turn the palm so
    that the fingers close across the object's narrow side, and keep the finger
-   bottom at least `CLEARANCE` above every object on the way;
-2. aligned (x-y within `ALIGN_TOLERANCE`, yaw within `YAW_TOLERANCE`): descend
+   bottom `CLEARANCE` above every object on the way;
+3. aligned (x-y within `ALIGN_TOLERANCE`, yaw within `YAW_TOLERANCE`): descend
    until the finger bottom is `GRASP_HEIGHT` above the floor;
-3. down: close and terminate in the same step (the env then lifts).
+4. down: close and terminate in the same step (the env then lifts).
 
 ``noise`` adds Gaussian noise of that standard deviation (in action units) to
 the four motion components, so that a noisy script explores around good grasps.
@@ -47,13 +51,13 @@ def _fingers_fit(xy: np.ndarray, yaw: float) -> bool:
     return bool(np.all(np.abs(tips) < BIN_HALF - 0.004))
 
 
-def _yaw_error(env: GraspEnv, index: int, xy: np.ndarray, yaw: float) -> float:
-    """The smallest palm turn to a grasp yaw of object `index` whose fingers fit in the bin.
+def _grasp_yaw_errors(env: GraspEnv, index: int, xy: np.ndarray, yaw: float) -> list[float]:
+    """Palm turns to the grasp yaws of object `index` whose open fingers fit in the bin.
 
     Candidates: the yaw closing across the object's narrow side, plus a quarter
     turn from it when the object also fits the other way (boxes narrow enough),
     or, where any yaw grasps (an upright cylinder), the current yaw and the two
-    yaws along the bin's walls.
+    yaws along the bin's walls. Smallest turn first; empty when none fits.
     """
     grasp_yaw = env.object_grasp_yaws()[index]
     if np.isnan(grasp_yaw):
@@ -64,8 +68,21 @@ def _yaw_error(env: GraspEnv, index: int, xy: np.ndarray, yaw: float) -> float:
         if spec.shape == "box" and 2 * max(spec.size[:2]) < 2 * FINGER_OPEN - 0.015:
             candidates.append(grasp_yaw + np.pi / 2)
     errors = [_wrap_half_turn(c - yaw) for c in candidates]
-    fitting = [e for e in errors if _fingers_fit(xy, yaw + e)]
-    return min(fitting or errors, key=abs)
+    return sorted((e for e in errors if _fingers_fit(xy, yaw + e)), key=abs)
+
+
+def _choose_target(env: GraspEnv, x: float, y: float, yaw: float) -> tuple[int, float]:
+    """The nearest object (in x-y) that the fingers can reach at some yaw (else the
+    nearest of all, at its plain grasp yaw), and the palm turn to grasp it."""
+    positions = env.object_positions()
+    order = np.argsort(np.hypot(positions[:, 0] - x, positions[:, 1] - y), kind="stable")
+    for index in order:
+        errors = _grasp_yaw_errors(env, int(index), positions[index, :2], yaw)
+        if errors:
+            return int(index), errors[0]
+    nearest = int(order[0])
+    grasp_yaw = env.object_grasp_yaws()[nearest]
+    return nearest, 0.0 if np.isnan(grasp_yaw) else _wrap_half_turn(grasp_yaw - yaw)
 
 
 def scripted_grasp_action(
@@ -74,24 +91,24 @@ def scripted_grasp_action(
     """The next action of the scripted grasp, ``(6,)`` float32 in [-1, 1] (see the module
     docstring). `rng` draws the noise (needed when ``noise > 0``)."""
     x, y, height, yaw = env.gripper_pose()
-    positions = env.object_positions()
-    distance = np.hypot(positions[:, 0] - x, positions[:, 1] - y)
-    target = int(np.argmin(distance))
-    yaw_error = _yaw_error(env, target, positions[target, :2], yaw)
-    dx, dy = positions[target, 0] - x, positions[target, 1] - y
+    target, yaw_error = _choose_target(env, x, y, yaw)
+    position = env.object_positions()[target]
+    dx, dy = position[0] - x, position[1] - y
     aligned = np.hypot(dx, dy) < ALIGN_TOLERANCE and abs(yaw_error) < YAW_TOLERANCE
+    clear = float(np.max(env.object_tops())) + CLEARANCE
 
     action = np.zeros(6)
-    action[0] = dx / XY_STEP
-    action[1] = dy / XY_STEP
-    action[3] = yaw_error / YAW_STEP
     if aligned:
-        action[2] = (GRASP_HEIGHT - height) / Z_STEP
+        action[:4] = dx / XY_STEP, dy / XY_STEP, (GRASP_HEIGHT - height) / Z_STEP, 0.0
+        action[3] = yaw_error / YAW_STEP
         if height < GRASP_HEIGHT + 0.01:
             action[4] = action[5] = 1.0
+    elif height < clear - 0.015:
+        # Down among the objects: rise straight up first, so as not to shove them.
+        action[2] = (clear - height) / Z_STEP
     else:
         # Move across just above the highest object.
-        action[2] = (float(np.max(env.object_tops())) + CLEARANCE - height) / Z_STEP
+        action[:4] = dx / XY_STEP, dy / XY_STEP, (clear - height) / Z_STEP, yaw_error / YAW_STEP
     action[4:] = np.where(action[4:] > 0, 1.0, -1.0)
     if noise > 0:
         if rng is None:
