@@ -134,3 +134,36 @@ def test_cli_demos_prints_the_success_rate(tmp_path, capsys):
     assert hdf5.list_demos(out) == ["demo_0", "demo_1"]
     assert main(["robomimic", "demos", "--n", "0", "--output", str(out)]) == 1
     assert "n must be >= 1" in capsys.readouterr().err
+
+
+def test_a_grasp_offset_aims_the_script_beside_the_cube():
+    cube = np.array([0.0, 0.0, 0.82])
+    offset = ScriptedLiftPolicy(grasp_offset=(0.0, 0.03, 0.0))
+    hover = cube + [0.0, 0.03, ScriptedLiftPolicy.HOVER]
+    action = offset(_ob(hover, cube))  # at its (shifted) hover point: it descends there
+    assert offset.phase == "descend" and abs(action[1]) < 1e-9 and action[2] < 0
+
+
+@pytest.mark.slow
+def test_collect_mixed_lift_demos_writes_expert_noisy_and_failed_demos(tmp_path):
+    needs_robosuite()
+    from t2r.robomimic import hdf5
+    from t2r.robomimic.lift_demos import collect_mixed_lift_demos
+
+    path = tmp_path / "mixed.hdf5"
+    stats = collect_mixed_lift_demos(
+        path, expert=2, noisy=1, failed=1, seed=0, unsuccessful_steps=40, show_progress=False
+    )
+    assert stats.demos == {"expert": 2, "noisy": 1, "failed": 1}
+    assert stats.successes["expert"] == 2 and stats.successes["failed"] == 0
+    masks = hdf5.read_filter_keys(path)
+    assert masks["expert"] == ["demo_0", "demo_1"] and masks["noisy"] == ["demo_2"]
+    assert masks["failed"] == ["demo_3"]
+    assert sorted(masks["train"] + masks["valid"]) == ["demo_0", "demo_1", "demo_2", "demo_3"]
+    for name, succeeded in (("demo_0", True), ("demo_3", False)):
+        demo = hdf5.read_demo(path, name)
+        assert (demo.rewards.max() > 0) == succeeded
+        assert demo.dones[-1] == 1 and demo.dones[:-1].sum() == 0
+        assert set(demo.next_obs) == set(demo.obs)
+        np.testing.assert_array_equal(demo.next_obs["object"][:-1], demo.obs["object"][1:])
+    assert hdf5.read_demo(path, "demo_3").num_samples == 40  # failed: the step budget

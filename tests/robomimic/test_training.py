@@ -190,3 +190,47 @@ def test_lift_demos_train_and_eval_with_video(tmp_path):
     )  # fmt: skip
     assert stats["Num_Episodes"] == 1.0 and stats["Horizon"] == 6.0
     assert video.is_file() and video.stat().st_size > 0
+
+
+@pytest.mark.parametrize("algo_name", ["bcq", "cql", "iql", "td3_bc"])
+def test_robomimics_offline_rl_configs_train_validate_and_evaluate(
+    algo_name, tmp_path, pendulum_file
+):
+    """robomimic's template config of each offline RL algorithm, as a user edits it (a
+    smaller budget and networks): next_obs, rewards and dones come from the file, the
+    validation pass runs the algorithm's losses without updating, the export acts."""
+    from pathlib import Path
+
+    from t2r.robomimic.training import evaluate_checkpoint, train
+
+    template = Path(__file__).parent / "robomimic_templates" / f"{algo_name}.json"
+    config = json.loads(template.read_text())
+    config["experiment"].update(
+        name="tiny",
+        validate=True,
+        render_video=False,
+        epoch_every_n_steps=2,
+        validation_epoch_every_n_steps=1,
+    )
+    config["experiment"]["rollout"].update(enabled=True, n=1, horizon=4, rate=1)
+    config["train"].update(
+        batch_size=4,
+        num_epochs=1,
+        cuda=False,
+        hdf5_filter_key="train",
+        hdf5_validation_filter_key="valid",
+    )
+    config["observation"]["modalities"]["obs"]["low_dim"] = ["flat"]
+    algo = config["algo"]
+    algo["critic"]["layer_dims"] = [8]
+    algo["actor"]["layer_dims"] = [8]
+    if algo_name == "bcq":
+        algo["critic"]["num_action_samples_rollout"] = 3
+        vae = algo["action_sampler"]["vae"]
+        vae.update(latent_dim=2, encoder_layer_dims=[8], decoder_layer_dims=[8])
+        vae["prior_layer_dims"] = [8]
+    summary = train(config, dataset=pendulum_file, output_dir=tmp_path / "r", show_progress=False)
+    assert summary.global_step == 2 and summary.best_validation_loss is not None
+    assert summary.rollouts[0]["Horizon"] == 4.0
+    stats = evaluate_checkpoint(tmp_path / "r", n_rollouts=1, horizon=3, show_progress=False)
+    assert stats["Num_Episodes"] == 1.0

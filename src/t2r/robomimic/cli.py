@@ -114,7 +114,10 @@ def _add_demos(commands: argparse._SubParsersAction) -> None:
             "writes the successful episodes as a robomimic HDF5 file: low-dim observations "
             "(and with --camera 84x84 agentview_image and robot0_eye_in_hand_image), "
             "actions, rewards, dones, simulator states, env_args, mask/train and mask/valid. "
-            "Prints the demonstrator's success rate."
+            "Prints the demonstrator's success rate. With --noisy / --failed: a "
+            "mixed-quality file for offline RL (--n expert demos, then noisy and failed "
+            "ones with the environment's success rewards, under mask/expert, mask/noisy, "
+            "mask/failed)."
         ),
     )
     demos.add_argument("--env", default="Lift", choices=["Lift"], help="the robosuite task")
@@ -126,13 +129,44 @@ def _add_demos(commands: argparse._SubParsersAction) -> None:
         "--action_noise", type=float, default=0.05, help="std of the noise on the translation"
     )
     demos.add_argument("--val_ratio", type=float, default=0.1, help="share of demos in mask/valid")
+    demos.add_argument(
+        "--noisy", type=int, default=0, help="mixed data: demos under heavy action noise (kept)"
+    )
+    demos.add_argument(
+        "--failed", type=int, default=0, help="mixed data: failed grasps (beside the cube)"
+    )
     demos.add_argument("--no_progress", action="store_true")
     demos.set_defaults(func=_demos)
 
 
 def _demos(args: argparse.Namespace) -> int:
-    from t2r.robomimic.lift_demos import collect_lift_demos
+    from t2r.robomimic.lift_demos import collect_lift_demos, collect_mixed_lift_demos
 
+    if args.noisy or args.failed:
+        if args.camera:
+            print("t2r robomimic demos: error: mixed data is low-dim only", file=sys.stderr)
+            return 1
+        try:
+            mixed = collect_mixed_lift_demos(
+                args.output,
+                expert=args.n,
+                noisy=args.noisy,
+                failed=args.failed,
+                seed=args.seed,
+                expert_noise=args.action_noise,
+                val_ratio=args.val_ratio,
+                show_progress=not args.no_progress,
+            )
+        except (RuntimeError, ValueError) as e:
+            print(f"t2r robomimic demos: error: {e}", file=sys.stderr)
+            return 1
+        for kind, count in mixed.demos.items():
+            print(
+                f"{kind}: {count} demos, {mixed.successes[kind]} succeeded, mean length "
+                f"{mixed.mean_length[kind]:.1f} steps"
+            )
+        print(f"wrote {sum(mixed.demos.values())} demos to {mixed.path}, {mixed.seconds:.0f} s")
+        return 0
     try:
         stats = collect_lift_demos(
             args.n,

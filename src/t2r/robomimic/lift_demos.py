@@ -14,6 +14,13 @@ actions, sparse rewards, dones (1 on the last step), simulator states, the model
 XML, and ``env_args`` as robomimic records them, plus ``mask/train`` and
 ``mask/valid``. As robosuite's own demonstration collection does, an episode ends
 10 steps after the task first succeeds.
+
+`collect_mixed_lift_demos` writes the mixed-quality data offline RL is judged on
+(robomimic's multi-human datasets have the same shape: demos of several qualities
+under filter keys): ``expert`` demos (the script, successful), ``noisy`` ones (the
+script under heavy action noise, kept whether they succeed or not) and ``failed``
+ones (the script aiming its grasp beside the cube: the same motion, no lift), each
+with the environment's sparse success rewards, ``dones`` and ``next_obs``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LIFT_CAMERAS",
     "LiftDemoStats",
+    "MixedLiftStats",
     "ScriptedLiftPolicy",
     "collect_lift_demos",
+    "collect_mixed_lift_demos",
     "lift_env_args",
 ]
 
@@ -83,6 +92,8 @@ class ScriptedLiftPolicy:
             little off the scripted path, which is what a learned policy drifts into.
         seed: seeds the noise.
         gain: translation action per metre of error (an action of 1 is 5 cm).
+        grasp_offset: (3,) metres added to the cube position the script aims at (a
+            few centimetres sideways: the fingers close beside the cube, a failed grasp).
     """
 
     HOVER = 0.08  # metres above the cube before descending
@@ -90,11 +101,18 @@ class ScriptedLiftPolicy:
     CLOSE_STEPS = 8
     LIFT_HEIGHT = 0.25  # metres above the cube's starting height
 
-    def __init__(self, action_noise: float = 0.0, seed: int | None = None, gain: float = 20.0):
+    def __init__(
+        self,
+        action_noise: float = 0.0,
+        seed: int | None = None,
+        gain: float = 20.0,
+        grasp_offset: Any = (0.0, 0.0, 0.0),
+    ):
         if action_noise < 0:
             raise ValueError(f"action_noise must be >= 0, got {action_noise}.")
         self.action_noise = float(action_noise)
         self.gain = float(gain)
+        self.grasp_offset = np.asarray(grasp_offset, dtype=np.float64).reshape(3)
         self._rng = np.random.default_rng(seed)
         self.start_episode()
 
@@ -108,7 +126,7 @@ class ScriptedLiftPolicy:
     ) -> np.ndarray:
         """ob: ``robot0_eef_pos`` (3,), ``object`` (>= 3,) -> action (7,) float64."""
         eef = np.asarray(ob["robot0_eef_pos"], dtype=np.float64).reshape(3)
-        cube = np.asarray(ob["object"], dtype=np.float64).reshape(-1)[:3]
+        cube = np.asarray(ob["object"], dtype=np.float64).reshape(-1)[:3] + self.grasp_offset
         if self._start_height is None:
             self._start_height = float(cube[2])
         gripper = -1.0
@@ -236,8 +254,16 @@ def collect_lift_demos(
     return stats
 
 
-def _one_episode(env: Any, policy: ScriptedLiftPolicy, max_steps: int, success_hold: int) -> Any:
-    """One scripted episode as a Demo, or None when it did not succeed in time."""
+def _one_episode(
+    env: Any,
+    policy: ScriptedLiftPolicy,
+    max_steps: int,
+    success_hold: int,
+    keep_failures: bool = False,
+) -> Any:
+    """One scripted episode as a Demo (ending `success_hold` steps after the first
+    success, else after `max_steps`), or None when it did not succeed and not
+    `keep_failures`."""
     from t2r.robomimic.hdf5 import Demo
 
     policy.start_episode()
@@ -256,7 +282,7 @@ def _one_episode(env: Any, policy: ScriptedLiftPolicy, max_steps: int, success_h
             held += 1
             if held >= success_hold:
                 break
-    if held < success_hold:
+    if held < success_hold and not keep_failures:
         return None
     steps = len(actions)
     dones = np.zeros(steps, dtype=np.int64)
@@ -270,3 +296,124 @@ def _one_episode(env: Any, policy: ScriptedLiftPolicy, max_steps: int, success_h
         states=np.asarray(states, dtype=np.float64),
         model_file=model_file,
     )
+
+
+@dataclasses.dataclass
+class MixedLiftStats:
+    """What `collect_mixed_lift_demos` wrote: per kind (``expert``, ``noisy``, ``failed``)
+    the number of demos, how many succeeded and their mean length."""
+
+    path: str
+    demos: dict[str, int]
+    successes: dict[str, int]
+    mean_length: dict[str, float]
+    seconds: float
+
+
+def collect_mixed_lift_demos(
+    output: str | os.PathLike[str],
+    expert: int = 100,
+    noisy: int = 100,
+    failed: int = 100,
+    seed: int = 0,
+    expert_noise: float = 0.05,
+    noisy_noise: float = 0.5,
+    failed_offset: float = 0.03,
+    max_steps: int = 200,
+    unsuccessful_steps: int = 80,
+    success_hold: int = 10,
+    val_ratio: float = 0.1,
+    show_progress: bool = True,
+) -> MixedLiftStats:
+    """Writes a mixed-quality Lift dataset (low-dim observations) to `output`.
+
+    * ``expert``: the script with `expert_noise`, successful episodes only (as
+      `collect_lift_demos`);
+    * ``noisy``: the script with translation noise of std `noisy_noise`, kept whether
+      it succeeds or not;
+    * ``failed``: the script aiming `failed_offset` metres beside the cube (along y,
+      always the same side: a consistent wrong habit, which averaging policies copy),
+      unsuccessful episodes only.
+
+    Every episode ends `success_hold` steps after its first success, or after
+    `max_steps` (expert) / `unsuccessful_steps` (noisy, failed) steps. Rewards are the
+    environment's sparse success rewards, ``dones`` is 1 on each demo's last step,
+    ``next_obs`` the real next observation. Demos are written expert, then noisy,
+    then failed, with filter keys ``mask/expert``, ``mask/noisy``, ``mask/failed``,
+    and ``mask/train`` / ``mask/valid`` (the last `val_ratio` of each kind).
+    """
+    from t2r.robomimic.hdf5 import Demo, write_robomimic_hdf5
+
+    counts = {"expert": expert, "noisy": noisy, "failed": failed}
+    if any(n < 0 for n in counts.values()) or not sum(counts.values()):
+        raise ValueError(f"demo counts must be >= 0 and not all 0, got {counts}.")
+    if not 0.0 <= val_ratio < 1.0:
+        raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}.")
+    env_args = lift_env_args()
+    env = make_env_from_env_args(env_args)
+    np.random.seed(seed % 2**32)  # the cube's placement
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    kinds: dict[str, list[Demo]] = {kind: [] for kind in counts}
+    successes = dict.fromkeys(counts, 0)
+    progress = tqdm(total=sum(counts.values()), desc="Lift demos", disable=not show_progress)
+    try:
+        for kind, n in counts.items():
+            attempts = 0
+            while len(kinds[kind]) < n:
+                attempts += 1
+                if attempts > 3 * n + 10:
+                    raise RuntimeError(
+                        f"collect_mixed_lift_demos: only {len(kinds[kind])} of {n} {kind} "
+                        f"episodes in {attempts - 1} attempts."
+                    )
+                episode_seed = int(rng.integers(2**31))
+                if kind == "expert":
+                    policy = ScriptedLiftPolicy(expert_noise, seed=episode_seed)
+                    demo = _one_episode(env, policy, max_steps, success_hold)
+                elif kind == "noisy":
+                    policy = ScriptedLiftPolicy(noisy_noise, seed=episode_seed)
+                    demo = _one_episode(
+                        env, policy, unsuccessful_steps, success_hold, keep_failures=True
+                    )
+                else:
+                    policy = ScriptedLiftPolicy(
+                        expert_noise, seed=episode_seed, grasp_offset=(0.0, failed_offset, 0.0)
+                    )
+                    demo = _one_episode(
+                        env, policy, unsuccessful_steps, success_hold, keep_failures=True
+                    )
+                    if demo is not None and demo.rewards is not None and demo.rewards.max() > 0:
+                        demo = None  # grasped after all: not a failure
+                if demo is None:
+                    continue
+                succeeded = demo.rewards is not None and float(np.max(demo.rewards)) > 0
+                successes[kind] += int(succeeded)
+                kinds[kind].append(demo)
+                progress.update(1)
+    finally:
+        progress.close()
+        env.close()
+    demos: list[Demo] = []
+    masks: dict[str, list[str]] = {"train": [], "valid": []}
+    for kind, kind_demos in kinds.items():
+        names = [f"demo_{len(demos) + i}" for i in range(len(kind_demos))]
+        demos.extend(kind_demos)
+        masks[kind] = names
+        num_valid = round(len(names) * val_ratio)
+        if val_ratio > 0 and len(names) > 1:
+            num_valid = max(1, num_valid)
+        masks["train"] += names[: len(names) - num_valid]
+        masks["valid"] += names[len(names) - num_valid :]
+    path = write_robomimic_hdf5(output, demos, env_args, masks=masks)
+    stats = MixedLiftStats(
+        path=str(Path(path)),
+        demos={k: len(v) for k, v in kinds.items()},
+        successes=successes,
+        mean_length={
+            k: float(np.mean([d.num_samples for d in v])) if v else 0.0 for k, v in kinds.items()
+        },
+        seconds=time.perf_counter() - start,
+    )
+    logger.info("Wrote a mixed Lift dataset to %s: %s", path, stats)
+    return stats
