@@ -628,3 +628,22 @@ def test_camera_stats_use_lerobots_sample_and_aggregate_like_lerobot() -> None:
     np.testing.assert_array_equal(
         both["q99"], np.maximum(np.quantile(a, 0.99, 0), np.quantile(b, 0.99, 0))
     )
+
+
+def test_language_columns_and_depth_videos_are_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "ds"
+    episodes = make_episodes((3,))
+    write_lerobot_dataset(root, episodes, FPS)
+    raw = json.loads((root / "meta/info.json").read_text())
+    raw["features"]["language_events"] = {"dtype": "language", "shape": [1], "names": None}
+    raw["features"]["observation.images.cam"]["info"]["is_depth_map"] = True
+    (root / "meta/info.json").write_text(json.dumps(raw))
+    info = load_lerobot_info(root)
+    assert set(info.skipped_features) == {"language_events", "observation.images.cam"}
+    assert "observation/images/cam" not in info.feature_specs() and info.video_keys == []
+    assert "skipping features t2r does not read" in caplog.text
+    (read,) = read_lerobot_episodes(root)
+    assert "observation/images/cam" not in read.steps
+    np.testing.assert_array_equal(read.steps["action"], episodes[0].steps["action"])

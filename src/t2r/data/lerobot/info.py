@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,6 +70,8 @@ __all__ = [
     "load_lerobot_info",
 ]
 
+logger = logging.getLogger(__name__)
+
 CODEBASE_VERSION = "v3.0"
 """The layout :func:`t2r.data.lerobot.write_lerobot_dataset` writes."""
 READ_VERSIONS = ("v2.1", "v3.0")
@@ -88,6 +91,7 @@ LEGACY_EPISODES_PATH = "meta/episodes.jsonl"
 LEGACY_TASKS_PATH = "meta/tasks.jsonl"
 LEGACY_EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 CAMERA_DTYPES = ("video", "image")
+SKIPPED_DTYPES = {"language": "a LeRobot language-annotation column (nested events), not read"}
 
 
 def feature_path(key: str) -> str:
@@ -193,6 +197,9 @@ class LeRobotDatasetInfo:
         episodes: the episodes in ``episode_index`` order.
         stats: ``meta/stats.json`` as arrays (empty when absent).
         raw: ``info.json`` as read.
+        skipped_features: ``{key: why}`` of the features t2r does not read (LeRobot's
+            ``language`` annotation columns, depth-map videos); they are left out of
+            ``features``, the specs and the episodes read (a warning names them).
     """
 
     root: str
@@ -204,6 +211,7 @@ class LeRobotDatasetInfo:
     episodes: tuple[LeRobotEpisodeInfo, ...]
     stats: Mapping[str, Mapping[str, np.ndarray]]
     raw: Mapping[str, Any]
+    skipped_features: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def total_episodes(self) -> int:
@@ -303,14 +311,33 @@ def _as_int(where: str, value: Any, what: str) -> int:
         raise DataError(f"{where}: {what} is {value!r}, not an integer.") from None
 
 
-def _features(where: str, raw: Any) -> dict[str, LeRobotFeature]:
+def _is_depth(entry: Mapping[str, Any]) -> bool:
+    """LeRobot's ``is_depth_map``: the flag in ``info`` or the legacy ``video_info``."""
+    info = entry.get("info") or {}
+    video_info = entry.get("video_info") or {}
+    return bool(
+        info.get("is_depth_map")
+        or info.get("video.is_depth_map")
+        or video_info.get("video.is_depth_map")
+    )
+
+
+def _features(where: str, raw: Any) -> tuple[dict[str, LeRobotFeature], dict[str, str]]:
+    """The features t2r reads, and ``{key: why}`` for those it skips."""
     if not isinstance(raw, Mapping) or not raw:
         raise DataError(f"{where}: 'features' must be a non-empty object.")
     out = {}
+    skipped = {}
     for key, entry in raw.items():
         if not isinstance(entry, Mapping) or "dtype" not in entry or "shape" not in entry:
             raise DataError(f"{where}: feature {key!r} needs 'dtype' and 'shape', got {entry!r}.")
         dtype = str(entry["dtype"])
+        if dtype in SKIPPED_DTYPES:
+            skipped[str(key)] = SKIPPED_DTYPES[dtype]
+            continue
+        if dtype in CAMERA_DTYPES and _is_depth(entry):
+            skipped[str(key)] = "a depth map (12-bit, quantized), which t2r does not decode"
+            continue
         try:
             shape = tuple(int(d) for d in entry["shape"])
         except (TypeError, ValueError):
@@ -329,7 +356,13 @@ def _features(where: str, raw: Any) -> dict[str, LeRobotFeature]:
             raise DataError(f"{where}: camera feature {key!r} has shape {shape}, not 3 dims.")
         info = entry.get("info") or entry.get("video_info")
         out[str(key)] = LeRobotFeature(str(key), dtype, shape, entry.get("names"), info)
-    return out
+    if skipped:
+        logger.warning(
+            "%s: skipping features t2r does not read: %s",
+            where,
+            "; ".join(f"{k!r}: {why}" for k, why in skipped.items()),
+        )
+    return out, skipped
 
 
 def _stats_arrays(raw: Any) -> dict[str, dict[str, np.ndarray]]:
@@ -518,7 +551,7 @@ def load_lerobot_info(root: str | os.PathLike[str]) -> LeRobotDatasetInfo:
         raise DataError(f"{info_path}: 'fps' must be a number, got {raw.get('fps')!r}.") from None
     if fps_value <= 0 or fps_value != round(fps_value):
         raise DataError(f"{info_path}: 'fps' must be a positive integer, got {raw.get('fps')!r}.")
-    features = _features(info_path, raw.get("features"))
+    features, skipped = _features(info_path, raw.get("features"))
     video_keys = [k for k, f in features.items() if f.dtype == "video"]
     video_path = raw.get("video_path")
     if "data_path" not in raw:
@@ -548,6 +581,7 @@ def load_lerobot_info(root: str | os.PathLike[str]) -> LeRobotDatasetInfo:
         fps=int(fps_value),
         robot_type=raw.get("robot_type"),
         features=features,
+        skipped_features=skipped,
         tasks=tasks,
         episodes=episodes,
         stats=stats,
