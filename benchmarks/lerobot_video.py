@@ -13,7 +13,8 @@ by default; ``--codec h264`` for H.264), then decoded four ways, frames/s:
 * t2r one frame per call: ``decode_frames(file, [t], 1e-4)`` for random frames,
   LeRobot's per-item access pattern with PyAV (seek to the keyframe, decode to t).
 * input generator: ``LeRobotInputGenerator`` batches of 32 frames (camera + a
-  10-frame action window), TRAIN order, 0 workers: the shared pipeline end to end.
+  10-frame action window), TRAIN order, 0 workers, one epoch (every episode's
+  camera decoded once): the shared pipeline end to end.
 
 The encode rate of the writer is printed too. On a shared machine the figures are
 indicative; run it alone for numbers to record (one intra-op thread).
@@ -135,11 +136,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--codec", default="libsvtav1")
     parser.add_argument("--random", type=int, default=200, help="frames decoded one per call")
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batches", type=int, default=0, help="0: one epoch")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
+    total = args.episodes * args.frames
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "ds")
         episodes = synthetic_episodes(args.episodes, args.frames, args.height, args.width)
@@ -156,7 +158,7 @@ def main() -> None:
             (
                 "LeRobotInputGenerator, 0 workers",
                 generator_frames,
-                (root, args.batches, args.height, args.width),
+                (root, args.batches or total // 32, args.height, args.width),
             ),
         ]
         results = []
@@ -165,7 +167,6 @@ def main() -> None:
             results.append((name, best[1] / best[0], best[1]))
         codec = info.raw["features"][CAMERA]["info"]["video.codec"]
 
-    total = args.episodes * args.frames
     print(
         f"# {datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()}"
         f", torch threads {torch.get_num_threads()}, PyAV {av.__version__}"
