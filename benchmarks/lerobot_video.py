@@ -13,8 +13,10 @@ by default; ``--codec h264`` for H.264), then decoded four ways, frames/s:
 * t2r one frame per call: ``decode_frames(file, [t], 1e-4)`` for random frames,
   LeRobot's per-item access pattern with PyAV (seek to the keyframe, decode to t).
 * input generator: ``LeRobotInputGenerator`` batches of 32 frames (camera + a
-  10-frame action window), TRAIN order, 0 workers, one epoch (every episode's
-  camera decoded once): the shared pipeline end to end.
+  10-frame action window), TRAIN order, one epoch (every episode's camera
+  decoded once), 0 and 2 DataLoader workers: the shared pipeline end to end. The
+  generator's automatic worker count is 0 for LeRobot (it starts workers for
+  image-decoding TFRecord parsing only); pass ``num_workers`` to decode in workers.
 
 The encode rate of the writer is printed too. On a shared machine the figures are
 indicative; run it alone for numbers to record (one intra-op thread).
@@ -106,9 +108,11 @@ def t2r_random_frames(root: str, samples: int) -> int:
     return samples
 
 
-def generator_frames(root: str, batches: int, height: int, width: int) -> int:
+def generator_frames(root: str, batches: int, height: int, width: int, workers: int = 0) -> int:
     deltas = {"action": [i / FPS for i in range(10)]}
-    gen = LeRobotInputGenerator(root, deltas, batch_size=32, seed=0, shuffle_buffer_size=256)
+    gen = LeRobotInputGenerator(
+        root, deltas, batch_size=32, seed=0, shuffle_buffer_size=256, num_workers=workers
+    )
     gen.set_feature_specifications(
         TensorSpecStruct(
             image=ExtendedTensorSpec((height, width, 3), torch.uint8, name=CAMERA),
@@ -159,6 +163,11 @@ def main() -> None:
                 "LeRobotInputGenerator, 0 workers",
                 generator_frames,
                 (root, args.batches or total // 32, args.height, args.width),
+            ),
+            (
+                "LeRobotInputGenerator, 2 workers",
+                generator_frames,
+                (root, args.batches or total // 32, args.height, args.width, 2),
             ),
         ]
         results = []
