@@ -12,6 +12,7 @@ from t2r.export import export_saved_model
 from t2r.modes import ModeKeys
 from t2r.predictors import ExportedModelPredictor
 from t2r.research.qtopt import (
+    YAW_SCALE,
     Grasping44,
     Grasping44CriticModel,
     env_action_to_features,
@@ -21,6 +22,7 @@ from t2r.research.qtopt import (
     log_loss,
 )
 from t2r.train import seed_everything
+from tests.needs import needs_module
 from tests.research.qtopt.models import TINY_NETWORK, TinyGrasping44Critic
 
 
@@ -246,3 +248,9 @@ def test_env_action_to_features_names_what_is_missing():
         env_action_to_features(np.zeros(6), {"gripper_closed": np.zeros(1)})
     with pytest.raises(ValueError, match=r"expected actions \(\.\.\., 6\)"):
         env_action_to_features(np.zeros(5), {})
+
+
+def test_the_yaw_scale_is_the_grasp_envs():
+    grasp_env = needs_module("t2r.research.grasp_env.grasp_env")
+    assert YAW_SCALE == pytest.approx(grasp_env.YAW_STEP)
+    assert grasp_env.ACTION_LAYOUT == ("dx", "dy", "dz", "dyaw", "close", "terminate")
