@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -461,3 +462,17 @@ def test_jpeg_frames_move_between_rlds_and_tfrecord_byte_for_byte(tmp_path: Path
             "metadata"
         ]
     )
+
+
+def test_collect_layout_nested_records_hint_and_glob(tmp_path: Path) -> None:
+    """t2r collect writes <root>/policy_collect/policy_collect/*.tfrecord."""
+    records = write(tmp_path, "tfrecord", make_episodes())
+    nested = tmp_path / "root" / "policy_collect" / "policy_collect"
+    nested.mkdir(parents=True)
+    for shard in records.glob("*.tfrecord"):
+        shutil.copy(shard, nested / shard.name)
+    with pytest.raises(DataError, match=r"further down, in .*policy_collect/policy_collect"):
+        detect_format(tmp_path / "root")
+    pattern = str(tmp_path / "root" / "**" / "*.tfrecord")
+    assert detect_format(pattern) == "tfrecord"
+    assert [e.num_steps for e in read_episodes(pattern)] == [3, 4, 5]

@@ -100,10 +100,17 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             for n in names
         ):
             return "tfrecord"
+        hint = ""
+        nested = _nested_tfrecord_dir(path)
+        if nested is not None:
+            hint = (
+                f" TFRecord files are further down, in {nested}: pass that directory, or a "
+                f"glob such as '{os.path.join(path, '**', '*.tfrecord')}'."
+            )
         raise DataError(
             f"{path}: a directory of no dataset format t2r knows: no meta/info.json (LeRobot), "
             "no dataset_info.json + features.json (RLDS), no TFRecord files "
-            f"(entries: {sorted(names)[:10]})."
+            f"(entries: {sorted(names)[:10]}).{hint}"
         )
     if os.path.isfile(path):
         if is_hdf5_file(path):
@@ -115,7 +122,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             "TFRecord (its first record's length crc does not check out)."
         )
     if glob.has_magic(path):
-        matches = sorted(m for m in glob.glob(path) if os.path.isfile(m))
+        matches = sorted(m for m in glob.glob(path, recursive=True) if os.path.isfile(m))
         if matches and all(is_tfrecord_file(m) for m in matches):
             return "tfrecord"
         raise DataError(
@@ -123,6 +130,20 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             + (", not all of them TFRecord files." if matches else ".")
         )
     raise DataError(f"{path}: no such file or directory.")
+
+
+def _nested_tfrecord_dir(path: str, depth: int = 3) -> str | None:
+    """The first directory below `path` (at most `depth` levels) holding TFRecord files."""
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if len(os.path.relpath(root, path).split(os.sep)) > depth:
+            dirs[:] = []
+            continue
+        if root != path and any(
+            not f.startswith(".") and is_tfrecord_file(os.path.join(root, f)) for f in files
+        ):
+            return root
+    return None
 
 
 def _format(path: str, format: str | None) -> Format:
