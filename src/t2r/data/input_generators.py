@@ -476,7 +476,19 @@ class _RecordInputGenerator(AbstractInputGenerator):
             dataloader=loader,
             pin_memory=self._pin_memory,
             make_iterator_from=None if single_pass else iterator_from,
+            prefetch=self._in_process_prefetch(workers, parse_fn),
         )
+
+    def _in_process_prefetch(self, workers: int, parse_fn: Any) -> int:
+        """Batches a thread makes ahead when parsing in the training process.
+
+        ``prefetch_factor`` of them for TFRecord parsing without a preprocess_fn
+        (which seeds the process-wide RNGs, so it must run in the caller's
+        thread); sources with their own parse fn are left as they are.
+        """
+        if workers or self._preprocess_fn is not None or not self._prefetch_factor:
+            return 0
+        return int(self._prefetch_factor) if isinstance(parse_fn, ParseTFExampleFn) else 0
 
 
 def _describe_sources(sources: Any) -> str:
@@ -519,7 +531,9 @@ class DefaultRecordInputGenerator(_RecordInputGenerator):
         compression: None, ``'GZIP'`` or ``'auto'`` (sniffed per file).
         decode_images: decode encoded images (else numpy arrays of bytes).
         prefetch_factor, persistent_workers, multiprocessing_context: passed to
-            the DataLoader (with workers only).
+            the DataLoader (with workers). Without workers, a thread of the
+            training process makes ``prefetch_factor`` batches ahead while the
+            training step runs (no thread when None or 0, or with a preprocess_fn).
         pin_memory: hand out batches in pinned memory (when CUDA is available).
         recycle_buffers: shared-memory batch buffers each worker reuses once the
             batch in it is dropped (default prefetch_factor + 3; 0: a fresh buffer

@@ -45,8 +45,10 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import queue
 import random
 import secrets
+import threading
 import time
 import weakref
 import zlib
@@ -791,6 +793,72 @@ def _no_convert(batch: Any) -> Any:
     return batch
 
 
+class _PrefetchThread:
+    """Runs an iterator in a thread, up to ``depth`` items ahead of its consumer.
+
+    For pipelines in the training process (``num_workers=0``): the next batches
+    are read and parsed while the training step runs (JPEG decoding and torch
+    release the GIL), so a step that takes longer than a batch never waits for
+    one. Items come out in the iterator's order; its exception is raised to the
+    consumer; :meth:`close` (or the consumer's generator closing) stops the thread.
+    """
+
+    _END = object()
+
+    def __init__(self, iterator: Iterator[Any], depth: int) -> None:
+        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(
+            target=self._produce, args=(iterator,), name="t2r-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: tuple[Any, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, iterator: Iterator[Any]) -> None:
+        try:
+            for item in iterator:
+                if not self._put((item, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put((self._END, e))
+        finally:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                close()
+
+    def __iter__(self) -> _PrefetchThread:
+        return self
+
+    def __next__(self) -> Any:
+        if self._finished:
+            raise StopIteration
+        item, error = self._queue.get()
+        if item is self._END:
+            self._finished = True
+            self._thread.join()
+            if error is not None:
+                raise error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)  # unblocks a producer waiting to put
+        self._finished = True
+
+
 class BatchIterable:
     """What ``create_dataset`` returns: iterate it for ``(features, labels)`` batches.
 
@@ -801,7 +869,9 @@ class BatchIterable:
     (a summary of each finished pass is logged, as a warning if any was corrupt).
     ``single_pass`` says whether a pass ends; ``dataloader`` is the underlying
     DataLoader (None for generated data). With ``pin_memory`` (and CUDA), tensors
-    are copied to pinned memory as they are handed out.
+    are copied to pinned memory as they are handed out. ``prefetch`` (for
+    pipelines in the training process): a thread makes up to that many batches
+    ahead while the caller works on the last one (see ``_PrefetchThread``).
 
     :meth:`iter_from` starts a stream at a given batch (the input position a
     checkpoint stored). With ``make_iterator_from`` (repeating record pipelines)
@@ -818,8 +888,10 @@ class BatchIterable:
         dataloader: torch.utils.data.DataLoader | None = None,
         pin_memory: bool = False,
         make_iterator_from: Callable[[int], Iterator[Any]] | None = None,
+        prefetch: int = 0,
     ) -> None:
         self._make_iterator = make_iterator
+        self.prefetch = int(prefetch)
         self._make_iterator_from = make_iterator_from
         self._pin_memory = pin_memory and torch.cuda.is_available()
         self._stats = stats
@@ -852,6 +924,9 @@ class BatchIterable:
     def _batches(self, iterator: Iterator[Any]) -> Iterator[Any]:
         before = self.read_stats
         receiver = _Receiver()
+        prefetcher = None
+        if self.prefetch > 0:
+            iterator = prefetcher = _PrefetchThread(iterator, self.prefetch)
         try:
             for batch in iterator:
                 if isinstance(batch, _SlotBatch):
@@ -870,6 +945,9 @@ class BatchIterable:
             if shutdown is not None:
                 shutdown()
             raise
+        finally:
+            if prefetcher is not None:
+                prefetcher.close()
         if self._stats is not None:
             after = self._stats.snapshot()
             corrupt = after.corrupt_records - before.corrupt_records
