@@ -851,12 +851,17 @@ class _PrefetchThread:
             raise StopIteration
         return item
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
+        """Stops the thread: at once if it waits to queue a batch, else after the
+        batch it is making. Waits up to ``timeout`` seconds: a producer waiting for
+        data that may never come (a replay directory) is a daemon thread that ends
+        when it next has a batch; it is never waited for indefinitely."""
         self._stop.set()
-        while self._thread.is_alive():
+        self._finished = True
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)  # unblocks a producer waiting to put
-        self._finished = True
 
 
 class BatchIterable:
