@@ -58,6 +58,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qtopt(args: argparse.Namespace) -> int:
+    from t2r.research.qtopt import loop
+
+    config = loop.QTOptConfig(
+        output_dir=args.output_dir,
+        collectors=args.collectors,
+        learners=args.learners,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        network=args.network,
+        export_every=args.export_every,
+        checkpoint_every=args.checkpoint_every,
+        eval_episodes=args.eval_episodes,
+        random_eval_episodes=args.random_eval_episodes,
+        ray_address=args.ray_address,
+        ray_num_cpus=args.ray_num_cpus,
+        torchrun_args=args.torchrun_args.split() if args.torchrun_args else None,
+        poll_secs=args.poll_secs,
+        seed=args.seed,
+    )
+    try:
+        summary = loop.run_qtopt(config)
+    except loop.QTOptError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"QT-Opt {'interrupted' if summary['interrupted'] else 'done'}: {args.output_dir}")
+    return 130 if summary["interrupted"] else 0
+
+
 def _require_configs(args: argparse.Namespace) -> bool:
     """False (after printing the command's usage) when no gin config was given."""
     if args.gin_configs:
@@ -311,7 +341,60 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_flags(collect)
     _add_num_threads_flag(collect, "min(4, usable CPUs)")
     collect.set_defaults(func=_collect, parser=collect, default_num_threads=policy_num_threads)
+    _add_qtopt_parser(commands)
     return parser
+
+
+def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
+    qtopt = commands.add_parser(
+        "qtopt",
+        help="QT-Opt grasping: Ray collectors, a Bellman updater, torchrun learners (one machine)",
+        description=(
+            "Runs QT-Opt's distributed loop (docs/qtopt.md): collector Ray actors write grasp "
+            "episodes into a replay directory, a Bellman updater labels them with the lagged "
+            "target export, learners under torchrun train on the labels and export; the "
+            "newest export is evaluated on held-out objects against the random policy. "
+            "Writes progress.csv and success.png into --output_dir."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    qtopt.add_argument("--output_dir", required=True, help="where everything goes")
+    qtopt.add_argument("--collectors", type=int, default=2, help="collector Ray actors")
+    qtopt.add_argument("--learners", type=int, default=1, help="torchrun learner processes")
+    qtopt.add_argument("--steps", type=int, default=2000, help="learner steps")
+    qtopt.add_argument("--batch_size", type=int, default=32, help="learner batch per process")
+    qtopt.add_argument(
+        "--learning_rate", type=float, default=None, help="Adam's (default: the model's 1e-4)"
+    )
+    qtopt.add_argument(
+        "--network",
+        default="grasping44",
+        choices=["grasping44", "small"],
+        help="critic size: T2R's Grasping44, or a reduced one (32 filters, 2/2/1 convs) for CPUs",
+    )
+    qtopt.add_argument("--export_every", type=int, default=100, help="steps between exports")
+    qtopt.add_argument(
+        "--checkpoint_every", type=int, default=100, help="steps between checkpoints"
+    )
+    qtopt.add_argument("--eval_episodes", type=int, default=20, help="held-out episodes per export")
+    qtopt.add_argument(
+        "--random_eval_episodes", type=int, default=50, help="held-out episodes of random"
+    )
+    qtopt.add_argument(
+        "--ray_address", default=None, help="a Ray cluster's address (default: a local one)"
+    )
+    qtopt.add_argument(
+        "--ray_num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all but 1)"
+    )
+    qtopt.add_argument(
+        "--torchrun_args",
+        default=None,
+        help="torchrun rendezvous flags instead of --standalone, e.g. '--nnodes=2 "
+        "--rdzv-backend=c10d --rdzv-endpoint=head:29400 --rdzv-id=qtopt'",
+    )
+    qtopt.add_argument("--poll_secs", type=float, default=10.0, help="progress interval")
+    qtopt.add_argument("--seed", type=int, default=0, help="seed of the whole run")
+    qtopt.set_defaults(func=_qtopt, parser=qtopt)
 
 
 def _add_demo_parser(commands: argparse._SubParsersAction) -> None:

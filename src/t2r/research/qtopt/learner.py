@@ -1,0 +1,160 @@
+"""QT-Opt's learner: `train_eval_model` on the labelled replay, under torchrun.
+
+Run by `t2r.research.qtopt.loop` (``t2r qtopt``) as::
+
+    python -m torch.distributed.run --standalone --nproc_per_node=L --max-restarts=R \\
+        -m t2r.research.qtopt.learner --output_dir D --steps N ...
+
+(on a cluster, ``--nnodes``/``--rdzv-backend=c10d``/``--rdzv-endpoint=host:port``
+replace ``--standalone``; see docs/qtopt.md). Every rank reads its shard of
+``D/labelled/`` (`t2r.data.ReplayInputGenerator`, which lists the directory
+again as the Bellman updater adds and relabels files); rank 0 writes
+checkpoints to ``D/model/`` and exports every ``--export_every`` steps to
+``D/export/`` plus a copy one version behind in ``D/export_lagged/``
+(`t2r.export.TD3Hooks`): collectors act with the newest export, the Bellman
+updater labels with the lagged one (the target network).
+
+A learner that dies is restarted (by torchrun's ``--max-restarts``, or by
+running the command again) and resumes from the newest checkpoint in
+``D/model/``: weights, optimizer, RNG states and global step. Its input order
+over a growing directory is not rebuilt (docs/training.md); with
+``--fixed_input`` the learner reads the labelled files present at start as a
+fixed dataset whose position is restored too, so a killed and resumed run
+ends bitwise equal to an uninterrupted one (the fault test checks this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LEARNER_MODULE", "NETWORKS", "main", "make_critic", "parse_args", "train_learner"]
+
+LEARNER_MODULE = "t2r.research.qtopt.learner"
+
+#: Network sizes by name: T2R's Grasping44 (64 filters, 6/6/3 convs), and a
+#: reduced one (32 filters, 2/2/1 convs, about 8x cheaper) for CPU-bound runs.
+NETWORKS: dict[str, dict[str, Any]] = {
+    "grasping44": {},
+    "small": {"channels": 32, "num_convs": (2, 2, 1)},
+}
+logger = logging.getLogger(__name__)
+
+
+def make_critic(
+    image_size: int,
+    cem_samples: int,
+    learning_rate: float | None = None,
+    network: str = "grasping44",
+) -> Any:
+    """The critic every role builds: `Grasping44CriticModel` exported with
+    ``action_batch_size = cem_samples`` (CEM scores its candidates in one call),
+    its network sized by `network` (a `NETWORKS` name)."""
+    from t2r.research.qtopt.models import Grasping44CriticModel
+
+    if network not in NETWORKS:
+        raise ValueError(
+            f"make_critic: network must be one of {sorted(NETWORKS)}, got {network!r}."
+        )
+    kwargs: dict[str, Any] = {"network_kwargs": NETWORKS[network]}
+    if learning_rate is not None:
+        import torch
+
+        kwargs["create_optimizer_fn"] = lambda params: torch.optim.Adam(params, lr=learning_rate)
+    return Grasping44CriticModel(image_size=image_size, action_batch_size=cem_samples, **kwargs)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=LEARNER_MODULE, description=__doc__.split("\n")[0])
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--steps", type=int, required=True, help="learner steps in all")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--cem_samples", type=int, default=64)
+    parser.add_argument("--learning_rate", type=float, default=None)
+    parser.add_argument("--network", default="grasping44", choices=sorted(NETWORKS))
+    parser.add_argument("--export_every", type=int, default=100)
+    parser.add_argument("--checkpoint_every", type=int, default=100)
+    parser.add_argument("--max_files", type=int, default=None, help="labelled files window")
+    parser.add_argument("--refresh_secs", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument(
+        "--fixed_input",
+        action="store_true",
+        help="read the labelled files present at start as a fixed dataset (exact resume)",
+    )
+    parser.add_argument("--log_every", type=int, default=50)
+    return parser.parse_args(argv)
+
+
+def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -> dict[str, float]:
+    """One learner rank (torchrun started it, or a plain process for one learner)."""
+    import torch
+
+    from t2r.data import DefaultRecordInputGenerator, ReplayInputGenerator
+    from t2r.export import TD3Hooks
+    from t2r.train import seed_everything, train_eval_model
+
+    torch.set_num_threads(args.num_threads)
+    seed_everything(args.seed)  # the initial weights too: a run is reproducible from its seed
+    output = Path(args.output_dir)
+    labelled = output / "labelled"
+    model = make_critic(args.image_size, args.cem_samples, args.learning_rate, args.network)
+    inputs: Any
+    if args.fixed_input:
+        files = sorted(str(p) for p in labelled.glob("*.tfrecord"))
+        if not files:
+            raise SystemExit(
+                f"{LEARNER_MODULE}: --fixed_input but no labelled files in {labelled}."
+            )
+        inputs = DefaultRecordInputGenerator(file_patterns=files, batch_size=args.batch_size)
+    else:
+        inputs = ReplayInputGenerator(
+            str(labelled / "*.tfrecord"),
+            batch_size=args.batch_size,
+            max_files=args.max_files,
+            refresh_secs=args.refresh_secs,
+        )
+    hooks = [
+        TD3Hooks(
+            export_dir=output / "export",
+            lagged_export_dir=output / "export_lagged",
+            save_secs=None,
+            save_steps=args.export_every,
+            num_versions=3,
+        ),
+        *hook_builders,
+    ]
+    return train_eval_model(
+        model,
+        inputs,
+        max_train_steps=args.steps,
+        model_dir=output / "model",
+        save_checkpoints_steps=args.checkpoint_every,
+        keep_checkpoint_max=2,
+        train_hook_builders=hooks,
+        device=args.device,
+        seed=args.seed,
+        log_every_n_steps=args.log_every,
+        show_progress=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
+    )
+    train_learner(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,755 @@
+"""QT-Opt's distributed loop on one machine or a cluster: Ray collectors, a Bellman updater,
+torchrun learners, exports flowing back (Kalashnikov et al., 2018; docs/qtopt.md).
+
+Who writes what, under ``output_dir``:
+
+==========================  =============================  ==============================
+path                        written by                     read by
+==========================  =============================  ==============================
+``export/<step>/``          learner rank 0 (every N steps) collectors, evaluator
+``export_lagged/<step>/``   learner rank 0, one version    Bellman updater (the target
+                            behind (`t2r.export.TD3Hooks`)  network)
+``replay/policy_collect/``  collectors (Ray actors), one    Bellman updater
+                            file per round, atomically
+``labelled/``               Bellman updater (a Ray actor): learners
+                            each replay file + target_q,
+                            relabelled with newer targets
+``model/``                  learner rank 0: checkpoints    learners (resume)
+``eval/live_eval_<t>/``     evaluator (a Ray actor):       the driver (progress.csv)
+                            held-out success per export
+``progress.csv``,           the driver (``t2r qtopt``)     you
+``success.png``
+==========================  =============================  ==============================
+
+Before anything starts, the driver exports the freshly initialized critic as
+version 0 into ``export/`` and ``export_lagged/``, so collectors and the
+updater have a policy and a target from the first second. The collectors act
+with `PerEpisodeSwitchPolicy`: per episode, with a probability that falls
+linearly with the newest export's step (`explore_prob`), an exploration policy
+(itself a per-episode switch between the env's noisy scripted grasp and
+uniform random actions), else T2R's CEM on the newest export
+(`qtopt_cem_policy`). The evaluator runs the newest export greedily on the
+held-out ("test") objects, the same scenes for every export, and the random
+policy once on those scenes: the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from t2r.collect.parallel import CollectShard
+from t2r.collect.ray_collector import (
+    ActorStatus,
+    ContinuousCollection,
+    LoopContext,
+    RayCollector,
+    default_num_cpus,
+    ray_session,
+)
+
+__all__ = [
+    "PROGRESS_FIELDS",
+    "QTOptConfig",
+    "QTOptError",
+    "bellman_update_loop",
+    "bootstrap_exports",
+    "collect_loop",
+    "evaluate_loop",
+    "explore_prob",
+    "learner_command",
+    "run_qtopt",
+]
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_FIELDS = (
+    "wall_secs",
+    "episodes",
+    "transitions",
+    "collect_success",
+    "labelled_transitions",
+    "target_step",
+    "learner_step",
+    "eval_step",
+    "eval_success",
+    "random_success",
+    "collector_restarts",
+)
+
+
+class QTOptError(RuntimeError):
+    """The loop could not run: a learner failed, a worker raised, a bad configuration."""
+
+
+class _Stop(Exception):
+    """Raised inside run_env's episode callback to end a round when asked to stop."""
+
+
+@dataclasses.dataclass
+class QTOptConfig:
+    """Everything the loop's roles need (plain data: it travels to Ray actors).
+
+    Attributes:
+      output_dir: where everything goes (see the module docstring).
+      collectors: collector actors.
+      learners: torchrun learner processes (``--nproc_per_node``).
+      steps: learner steps in all; the loop ends when the learner reaches them.
+      image_size, num_objects, max_episode_steps: the grasp env's.
+      batch_size: learner batch per rank.
+      learning_rate: Adam's (None: the model's default, 1e-4).
+      network: the critic's size, a `t2r.research.qtopt.learner.NETWORKS` name.
+      export_every: learner steps between exports (and target updates).
+      checkpoint_every: learner steps between checkpoints.
+      gamma, cem_iters, cem_samples, num_elites: QT-Opt's / T2R's 0.9, 3, 64, 10.
+      explore_start, explore_end, explore_decay_steps: the probability that a
+        collector's episode is an exploration episode, linear in the newest
+        export's step from start to end over decay_steps (then constant).
+      random_explore_fraction: of exploration episodes, the share of uniform
+        random ones (the rest: the scripted grasp with `scripted_noise`).
+      episodes_per_round: episodes a collector runs before it looks for a new
+        export (one replay file per round).
+      eval_episodes: held-out episodes per evaluated export.
+      random_eval_episodes: held-out episodes of the random baseline.
+      eval_seed: seeds the held-out scenes (the same for every evaluation).
+      num_cpus_per_actor: Ray CPU share per actor (None: the Ray CPUs split
+        over collectors + updater + evaluator).
+      ray_address: a Ray cluster (None: a local instance).
+      ray_num_cpus: CPUs of a local Ray instance (None: `default_num_cpus`).
+      torchrun_args: rendezvous arguments of torchrun (None: ``--standalone``;
+        on a cluster e.g. ``['--nnodes=2', '--rdzv-backend=c10d',
+        '--rdzv-endpoint=head:29400', '--rdzv-id=qtopt']``).
+      learner_max_restarts: torchrun's ``--max-restarts`` (a killed learner
+        comes back and resumes from its checkpoint).
+      poll_secs: how often the driver reports progress.
+      seed: seeds everything.
+    """
+
+    output_dir: str
+    collectors: int = 2
+    learners: int = 1
+    steps: int = 2000
+    image_size: int = 64
+    num_objects: int = 3
+    max_episode_steps: int = 10
+    batch_size: int = 32
+    learning_rate: float | None = None
+    network: str = "grasping44"
+    export_every: int = 100
+    checkpoint_every: int = 100
+    gamma: float = 0.9
+    cem_iters: int = 3
+    cem_samples: int = 64
+    num_elites: int = 10
+    explore_start: float = 1.0
+    explore_end: float = 0.3
+    explore_decay_steps: int | None = None
+    random_explore_fraction: float = 0.5
+    scripted_noise: float = 0.3
+    episodes_per_round: int = 4
+    eval_episodes: int = 20
+    random_eval_episodes: int = 50
+    eval_seed: int = 12345
+    num_cpus_per_actor: float | None = None
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    torchrun_args: Sequence[str] | None = None
+    learner_max_restarts: int = 3
+    poll_secs: float = 10.0
+    seed: int = 0
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def lagged_export_dir(self) -> Path:
+        return self.root / "export_lagged"
+
+    @property
+    def replay_root(self) -> Path:
+        return self.root / "replay"
+
+    @property
+    def replay_pattern(self) -> str:
+        return str(self.replay_root / "policy_collect" / "*.tfrecord")
+
+    @property
+    def labelled_dir(self) -> Path:
+        return self.root / "labelled"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("collectors", "learners", "steps", "export_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("explore_start", "explore_end", "random_explore_fraction", "gamma"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if problems:
+            raise QTOptError("QTOptConfig: " + "; ".join(problems) + ".")
+
+
+def explore_prob(config: QTOptConfig, global_step: int) -> float:
+    """The probability of an exploration episode when the newest export is at `global_step`."""
+    decay = config.explore_decay_steps or max(config.steps // 2, 1)
+    fraction = min(max(global_step, 0) / decay, 1.0)
+    return config.explore_start + (config.explore_end - config.explore_start) * fraction
+
+
+# ------------------------------------------------------------------ the roles
+def _critic(config: QTOptConfig) -> Any:
+    from t2r.research.qtopt.learner import make_critic
+
+    return make_critic(config.image_size, config.cem_samples, config.learning_rate, config.network)
+
+
+def _env(config: QTOptConfig, object_set: str, seed: int) -> Any:
+    from t2r.research.grasp_env import GraspEnv
+
+    return GraspEnv(
+        object_set=object_set,
+        num_objects=config.num_objects,
+        image_size=config.image_size,
+        max_steps=config.max_episode_steps,
+        seed=seed,
+    )
+
+
+def _predictor(export_dir: Path) -> Any:
+    from t2r.predictors import ExportedModelPredictor
+
+    return ExportedModelPredictor(export_dir, timeout=0.0, wait_for_export_dir=True)
+
+
+def _cem(config: QTOptConfig, predictor: Any, model: Any, seed: int) -> Any:
+    from t2r.research.qtopt.policy import qtopt_cem_policy
+
+    return qtopt_cem_policy(
+        predictor,
+        model,
+        seed=seed,
+        cem_iters=config.cem_iters,
+        cem_samples=config.cem_samples,
+        num_elites=config.num_elites,
+    )
+
+
+def _episode_callback(context: LoopContext, global_step: int) -> Callable[[int, Any], None]:
+    def on_episode(index: int, episode: Any) -> None:
+        context.on_episode(len(episode), float(sum(t[2] for t in episode)), global_step)
+        if context.should_stop():
+            raise _Stop
+
+    return on_episode
+
+
+def collect_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:
+    """A collector actor: rounds of episodes with the newest export, each round one
+    replay file in ``replay/policy_collect/`` (see the module docstring)."""
+    import torch
+
+    from t2r.collect import TFRecordReplayWriter, run_env
+    from t2r.policies import PerEpisodeSwitchPolicy, RandomPolicy
+    from t2r.research.grasp_env import ScriptedGraspPolicy
+    from t2r.research.qtopt.transitions import grasp_episode_to_transitions
+
+    torch.set_num_threads(1)
+    seed = context.seed
+    env = _env(config, "train", seed)
+    model = _critic(config)
+    predictor = _predictor(config.export_dir)
+    cem = _cem(config, predictor, model, seed)
+    explore = PerEpisodeSwitchPolicy(
+        RandomPolicy(6, seed=seed + 1),
+        ScriptedGraspPolicy(env, noise=config.scripted_noise, seed=seed + 2),
+        explore_prob=config.random_explore_fraction,
+        seed=seed + 3,
+    )
+    rounds = 0
+    while not context.should_stop():
+        predictor.restore()
+        step = int(predictor.global_step)
+        policy = PerEpisodeSwitchPolicy(
+            explore, cem, explore_prob(config, step), seed=seed * 7919 + rounds
+        )
+        rounds += 1
+        with contextlib.suppress(_Stop):
+            run_env(
+                env,
+                policy,
+                episode_to_transitions_fn=grasp_episode_to_transitions,
+                replay_writer=TFRecordReplayWriter(),
+                root_dir=config.replay_root,
+                task=shard.index,
+                global_step=step,
+                num_episodes=config.episodes_per_round,
+                max_episode_steps=config.max_episode_steps,
+                on_episode=_episode_callback(context, step),
+                show_progress=False,
+            )
+
+
+def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:
+    """The Bellman updater actor: labels each replay file with the lagged target export
+    and writes it, under the same name, into ``labelled/`` (atomically).
+
+    New replay files first (newest first); with none, the file labelled with the
+    oldest target is relabelled if the target moved since. A labelled file is
+    replaced in one rename, so the learner never sees a file twice or half.
+    """
+    import torch
+
+    from t2r.data import TFRecordWriter, read_tfrecord
+    from t2r.data.sources import ReplayDirectorySource
+    from t2r.research.qtopt.bellman import BellmanLabeller
+    from t2r.research.qtopt.transitions import label_records, parse_transitions
+
+    torch.set_num_threads(1)
+    target = _predictor(config.lagged_export_dir)
+    labeller = BellmanLabeller(
+        target,
+        _critic(config),
+        gamma=config.gamma,
+        cem_iters=config.cem_iters,
+        cem_samples=config.cem_samples,
+        num_elites=config.num_elites,
+        seed=context.seed,
+    )
+    source = ReplayDirectorySource(config.replay_pattern)
+    config.labelled_dir.mkdir(parents=True, exist_ok=True)
+    labelled_with: dict[str, int] = {}  # replay file name -> target version of its labels
+    while not context.should_stop():
+        target.restore()
+        version = int(target.global_step)
+        files = source.units()
+        fresh = [f for f in reversed(files) if os.path.basename(f) not in labelled_with]
+        stale = sorted(
+            (f for f in files if labelled_with.get(os.path.basename(f), version) < version),
+            key=lambda f: labelled_with[os.path.basename(f)],
+        )
+        todo = fresh or stale
+        if not todo:
+            time.sleep(0.5)
+            continue
+        path = todo[0]
+        try:
+            records = list(read_tfrecord(path))
+        except FileNotFoundError:
+            continue
+        if not records:
+            continue
+        batch = parse_transitions(records, config.image_size)
+        target_q = labeller.label(batch)
+        name = os.path.basename(path)
+        with TFRecordWriter(str(config.labelled_dir / name)) as writer:
+            for record in label_records(records, target_q, config.image_size):
+                writer.write(record)
+        labelled_with[name] = version
+        context.on_episode(len(records), float(np.asarray(batch["reward"]).sum()), version)
+
+
+def evaluate_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:
+    """The evaluator actor: the random policy once, then each new export greedily (CEM),
+    on the same held-out scenes; mean rewards (= success rates) go to
+    ``eval/live_eval_1`` (random) and ``eval/live_eval_0`` (newest export)."""
+    import torch
+
+    from t2r.collect import run_env
+    from t2r.policies import RandomPolicy
+
+    torch.set_num_threads(1)
+    model = _critic(config)
+    predictor = _predictor(config.export_dir)
+    with contextlib.suppress(_Stop):
+        run_env(
+            _env(config, "test", config.eval_seed),
+            RandomPolicy(6, seed=config.eval_seed),
+            root_dir=config.eval_dir,
+            task=1,
+            global_step=0,
+            num_episodes=config.random_eval_episodes,
+            tag="eval",
+            max_episode_steps=config.max_episode_steps,
+            on_episode=_episode_callback(context, 0),
+            show_progress=False,
+        )
+    last = -1
+    while not context.should_stop():
+        predictor.restore()
+        step = int(predictor.global_step)
+        if step == last:
+            time.sleep(1.0)
+            continue
+        with contextlib.suppress(_Stop):
+            run_env(
+                _env(config, "test", config.eval_seed),
+                _cem(config, predictor, model, config.eval_seed),
+                root_dir=config.eval_dir,
+                task=0,
+                global_step=step,
+                num_episodes=config.eval_episodes,
+                tag="eval",
+                max_episode_steps=config.max_episode_steps,
+                on_episode=_episode_callback(context, step),
+                show_progress=False,
+            )
+        last = step
+
+
+# ------------------------------------------------------------------ the driver
+def bootstrap_exports(config: QTOptConfig) -> None:
+    """Exports the seeded, freshly initialized critic as version 0 into ``export/`` and
+    ``export_lagged/`` unless a version is there (a resumed loop keeps its exports)."""
+    from t2r.export import export_saved_model, layout
+    from t2r.train import seed_everything
+
+    if layout.list_versions(config.export_dir):
+        if not layout.list_versions(config.lagged_export_dir):
+            newest = layout.list_versions(config.export_dir)[-1]
+            layout.copy_version(newest, config.lagged_export_dir)
+        return
+    seed_everything(config.seed)
+    model = _critic(config)
+    path = export_saved_model(model, config.export_dir, global_step=0)
+    layout.copy_version(layout.ExportVersion(Path(path), 0), config.lagged_export_dir)
+
+
+def learner_command(config: QTOptConfig) -> list[str]:
+    """The torchrun command line of the learners."""
+    rendezvous = list(config.torchrun_args) if config.torchrun_args else ["--standalone"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *rendezvous,
+        f"--nproc_per_node={config.learners}",
+        f"--max-restarts={config.learner_max_restarts}",
+        "-m",
+        "t2r.research.qtopt.learner",
+        f"--output_dir={config.output_dir}",
+        f"--steps={config.steps}",
+        f"--batch_size={config.batch_size}",
+        f"--image_size={config.image_size}",
+        f"--cem_samples={config.cem_samples}",
+        f"--export_every={config.export_every}",
+        f"--checkpoint_every={config.checkpoint_every}",
+        f"--seed={config.seed}",
+        f"--network={config.network}",
+    ]
+    if config.learning_rate is not None:
+        command.append(f"--learning_rate={config.learning_rate}")
+    return command
+
+
+@contextlib.contextmanager
+def _learner_process(config: QTOptConfig) -> Iterator[subprocess.Popen[bytes]]:
+    """torchrun in its own session (Ctrl-C reaches the driver, which stops it)."""
+    log_path = config.root / "logs" / "learner.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    src = str(Path(__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            learner_command(config),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        _stop_process_group(process)
+
+
+def _stop_process_group(process: subprocess.Popen[bytes], grace_secs: float = 30.0) -> None:
+    """SIGTERM to torchrun's process group (it stops its workers), SIGKILL after the grace."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_secs)
+        except subprocess.TimeoutExpired:
+            logger.warning("The learners did not stop in %.0f s; killing them.", grace_secs)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if any
+    process.wait()
+
+
+def _read_eval(directory: Path) -> list[dict[str, Any]]:
+    from t2r.train.summaries import read_metrics
+
+    path = directory / "metrics.jsonl"
+    if not path.exists():
+        return []
+    with contextlib.suppress(ValueError, OSError):
+        return read_metrics(path)
+    return []
+
+
+def _learner_step(config: QTOptConfig) -> int:
+    from t2r.export import layout
+    from t2r.train import latest_checkpoint
+
+    steps = [0]
+    versions = layout.list_versions(config.export_dir)
+    if versions:
+        steps.append(versions[-1].version)
+    with contextlib.suppress(Exception):
+        checkpoint = latest_checkpoint(config.model_dir)
+        if checkpoint is not None:
+            steps.append(checkpoint.global_step)
+    return max(steps)
+
+
+def _progress_row(
+    config: QTOptConfig,
+    start: float,
+    collectors: Sequence[ActorStatus],
+    updater: Sequence[ActorStatus],
+) -> dict[str, Any]:
+    from t2r.export import layout
+
+    episodes = sum(s.episodes for s in collectors)
+    evals = _read_eval(config.eval_dir / "live_eval_0")
+    randoms = _read_eval(config.eval_dir / "live_eval_1")
+    lagged = layout.list_versions(config.lagged_export_dir)
+    newest = evals[-1] if evals else None
+    return {
+        "wall_secs": round(time.monotonic() - start, 1),
+        "episodes": episodes,
+        "transitions": sum(s.transitions for s in collectors),
+        "collect_success": (
+            round(sum(s.reward_sum for s in collectors) / episodes, 4) if episodes else ""
+        ),
+        "labelled_transitions": sum(s.transitions for s in updater),
+        "target_step": lagged[-1].version if lagged else "",
+        "learner_step": _learner_step(config),
+        "eval_step": newest["step"] if newest else "",
+        "eval_success": _metric(newest),
+        "random_success": _metric(randoms[-1] if randoms else None),
+        "collector_restarts": sum(s.restarts for s in collectors),
+    }
+
+
+def _metric(entry: dict[str, Any] | None) -> float | str:
+    if not entry or "eval/episode_reward" not in entry:
+        return ""
+    value = float(entry["eval/episode_reward"])
+    return round(value, 4) if math.isfinite(value) else ""
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    def pct(value: Any) -> str:
+        return f"{100 * value:.0f}%" if isinstance(value, float) else "-"
+
+    return (
+        f"[{row['wall_secs']:>7.0f}s] episodes {row['episodes']} ({pct(row['collect_success'])} "
+        f"success), labelled {row['labelled_transitions']} transitions, learner step "
+        f"{row['learner_step']}/target {row['target_step'] or '-'}, held-out success "
+        f"{pct(row['eval_success'])} (export {row['eval_step'] if row['eval_step'] != '' else '-'})"
+        f" vs random {pct(row['random_success'])}"
+    )
+
+
+def _eval_history(config: QTOptConfig, start_time: float) -> list[dict[str, Any]]:
+    """Every evaluation so far: wall seconds since the start, step, success."""
+    rows = []
+    for entry in _read_eval(config.eval_dir / "live_eval_0"):
+        value = _metric(entry)
+        if value != "":
+            rows.append(
+                {
+                    "wall_secs": round(float(entry["time"]) - start_time, 1),
+                    "step": int(entry["step"]),
+                    "success": value,
+                }
+            )
+    return rows
+
+
+def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Runs the whole loop until the learners reach ``config.steps`` (or Ctrl-C).
+
+    Writes ``progress.csv`` (one row per `poll_secs`), ``evals.csv`` (one row per
+    evaluated export) and ``success.png``; returns a summary. Ray actors and
+    torchrun are stopped on the way out, whatever the reason.
+    """
+    from t2r.research.qtopt.plot import draw_success_plot
+
+    config.validate()
+    config.root.mkdir(parents=True, exist_ok=True)
+    (config.root / "config.json").write_text(
+        json.dumps(dataclasses.asdict(config), indent=1, default=list) + "\n"
+    )
+    bootstrap_exports(config)
+    start, start_time = time.monotonic(), time.time()
+    rows: list[dict[str, Any]] = []
+    progress_path = config.root / "progress.csv"
+    interrupted = False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with ray_session(config.ray_address, config.ray_num_cpus):
+            share = config.num_cpus_per_actor or _actor_share(config)
+            collector = RayCollector(num_cpus_per_actor=share, show_progress=False)
+            seed = config.seed * 1000
+            collectors_shards = [
+                CollectShard(i, 0, seed + 1 + i, str(config.replay_root))
+                for i in range(config.collectors)
+            ]
+            with contextlib.ExitStack() as stack:
+                collecting = stack.enter_context(
+                    collector.start(
+                        functools.partial(collect_loop, config=config), collectors_shards
+                    )
+                )
+                updating = stack.enter_context(
+                    collector.start(
+                        functools.partial(bellman_update_loop, config=config),
+                        [CollectShard(0, 0, seed + 101, str(config.labelled_dir))],
+                    )
+                )
+                evaluating = stack.enter_context(
+                    collector.start(
+                        functools.partial(evaluate_loop, config=config),
+                        [CollectShard(0, 0, seed + 201, str(config.eval_dir))],
+                    )
+                )
+                learner = stack.enter_context(_learner_process(config))
+                echo(
+                    f"QT-Opt: {config.collectors} collector actors, 1 Bellman updater, 1 "
+                    f"evaluator (Ray, {share:g} CPU each), {config.learners} learner(s) under "
+                    f"torchrun (pid {learner.pid}); output in {config.root}"
+                )
+                try:
+                    _drive(
+                        config,
+                        start,
+                        rows,
+                        progress_path,
+                        collecting,
+                        updating,
+                        evaluating,
+                        learner,
+                        echo,
+                    )
+                except KeyboardInterrupt:
+                    interrupted = True
+                    echo("Interrupted: stopping the learners and the Ray actors ...")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        evals = _eval_history(config, start_time)
+        _write_csv(config.root / "evals.csv", evals, ("wall_secs", "step", "success"))
+        random_rows = _read_eval(config.eval_dir / "live_eval_1")
+        random_success = _metric(random_rows[-1]) if random_rows else ""
+        draw_success_plot(
+            [(r["wall_secs"], float(r["success"])) for r in evals],
+            float(random_success) if random_success != "" else None,
+            config.root / "success.png",
+            title=f"QT-Opt grasp success on held-out objects ({config.collectors} collectors, "
+            f"{config.learners} learner(s))",
+        )
+    summary = {
+        "interrupted": interrupted,
+        "rows": len(rows),
+        "final": rows[-1] if rows else {},
+        "evals": evals,
+        "random_success": random_success,
+        "output_dir": str(config.root),
+    }
+    (config.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _actor_share(config: QTOptConfig) -> float:
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", default_num_cpus()))
+    return round(min(1.0, cpus / (config.collectors + 2)), 3)
+
+
+def _drive(
+    config: QTOptConfig,
+    start: float,
+    rows: list[dict[str, Any]],
+    progress_path: Path,
+    collecting: ContinuousCollection,
+    updating: ContinuousCollection,
+    evaluating: ContinuousCollection,
+    learner: subprocess.Popen[bytes],
+    echo: Callable[[str], None],
+) -> None:
+    """Polls everything until the learner finished and its final export was evaluated."""
+    finished_at: float | None = None
+    while True:
+        collectors = collecting.poll()
+        updater = updating.poll()
+        evaluating.poll()
+        row = _progress_row(config, start, collectors, updater)
+        rows.append(row)
+        _write_csv(progress_path, rows, PROGRESS_FIELDS)
+        echo(_format_row(row))
+        code = learner.poll()
+        if code is not None and code != 0:
+            raise QTOptError(
+                f"The learners (torchrun) exited with code {code}; see "
+                f"{config.root / 'logs' / 'learner.log'}."
+            )
+        if code == 0:
+            finished_at = finished_at or time.monotonic()
+            evaluated = row["eval_step"] != "" and int(row["eval_step"]) >= config.steps
+            # The final export is evaluated once; give the evaluator a while for it.
+            if evaluated or time.monotonic() - finished_at > 30 * config.poll_secs:
+                return
+        time.sleep(config.poll_secs)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+    from t2r.atomic import atomic_write_text
+
+    lines: list[str] = []
+
+    class _Lines:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+    writer = csv.DictWriter(_Lines(), fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, "".join(lines))
