@@ -350,7 +350,11 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
         target.restore()
         version = int(target.global_step)
         files = source.units()
-        fresh = [f for f in reversed(files) if os.path.basename(f) not in labelled_with]
+        fresh = sorted(
+            (f for f in files if os.path.basename(f) not in labelled_with),
+            key=_mtime,
+            reverse=True,
+        )  # newest first: the learner trains on the freshest data first
         stale = sorted(
             (f for f in files if labelled_with.get(os.path.basename(f), version) < version),
             key=lambda f: labelled_with[os.path.basename(f)],
@@ -374,6 +378,13 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
                 writer.write(record)
         labelled_with[name] = version
         context.on_episode(len(records), float(np.asarray(batch["reward"]).sum()), version)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
 
 
 def evaluate_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:

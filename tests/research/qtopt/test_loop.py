@@ -1,0 +1,202 @@
+"""The whole QT-Opt loop, tiny: Ray collectors, the Bellman updater, a torchrun learner,
+the evaluator. It runs to the end, or stops on Ctrl-C, leaving no process behind and
+no partial or duplicated episode in the replay."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t2r.data import read_tfrecord
+from t2r.research.qtopt.transitions import parse_transitions
+from tests.needs import needs_module
+
+needs_module("ray")
+needs_module("mujoco")
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+IMAGE_SIZE = 16
+
+DRIVER = f"""
+import sys
+from t2r.research.qtopt import loop
+config = loop.QTOptConfig(
+    output_dir=sys.argv[1], collectors=2, learners=1, steps=int(sys.argv[2]), batch_size=4,
+    image_size={IMAGE_SIZE}, max_episode_steps=3, network="small", cem_iters=2, cem_samples=8,
+    num_elites=2, export_every=2, checkpoint_every=2, eval_episodes=2, random_eval_episodes=2,
+    episodes_per_round=1, poll_secs=1.0, ray_num_cpus=1,
+)
+summary = loop.run_qtopt(config)
+print("SUMMARY", summary["interrupted"], summary["final"].get("learner_step"))
+"""
+
+
+def _start(output: Path, steps: int) -> subprocess.Popen[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(output), str(steps)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a command in a terminal
+    )
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _descendants(pid: int) -> set[int]:
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _watch(process: subprocess.Popen[str], until, timeout: float = 900.0) -> set[int]:
+    """Notes every descendant of `process` until `until()` holds or it exits."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and not until():
+        seen |= _descendants(process.pid)
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the loop hung")
+        time.sleep(0.5)
+    return seen | _descendants(process.pid)
+
+
+@pytest.fixture
+def started():
+    """Starts drivers; kills what is left of them (their process group) after the test."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(output: Path, steps: int) -> subprocess.Popen[str]:
+        processes.append(_start(output, steps))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _no_orphans(seen: set[int]) -> None:
+    deadline = time.monotonic() + 60
+    while _alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _alive(seen)
+    names = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left}
+    assert not left, f"processes left behind: {names}"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _check_replay(output: Path) -> None:
+    """Whole episodes only, each once; each labelled file mirrors its replay file."""
+    replay = output / "replay" / "policy_collect"
+    hidden = [n for d in (replay, output / "labelled") for n in os.listdir(d) if n.startswith(".")]
+    assert hidden == []
+    replay_files = {p.name: p for p in replay.glob("*.tfrecord")}
+    assert replay_files
+    seen = set()
+    for path in replay_files.values():
+        records = list(read_tfrecord(str(path)))
+        batch = parse_transitions(records, IMAGE_SIZE, decode_images=False)
+        done = batch["done"].reshape(-1).tolist()
+        assert done[-1] == 1.0  # the file ends with an episode's last step
+        for record in records:
+            assert record not in seen
+            seen.add(record)
+    for path in (output / "labelled").glob("*.tfrecord"):
+        assert path.name in replay_files
+        labelled = parse_transitions(list(read_tfrecord(str(path))), IMAGE_SIZE, labelled=True)
+        assert len(labelled["target_q"]) == len(list(read_tfrecord(str(replay_files[path.name]))))
+
+
+@pytest.mark.slow
+def test_the_loop_runs_to_the_end_and_leaves_no_process(tmp_path, started):
+    output = tmp_path / "qtopt"
+    process = started(output, steps=4)
+    seen = _watch(process, lambda: False)
+    out = process.stdout.read() if process.stdout else ""
+    assert process.wait() == 0, out[-4000:]
+    assert "SUMMARY False 4" in out, out[-4000:]
+    summary = json.loads((output / "summary.json").read_text())
+    assert [e["step"] for e in summary["evals"]][-1] == 4  # the final export was evaluated
+    assert summary["random_success"] != ""
+    rows = _rows(output / "progress.csv")
+    assert rows and int(rows[-1]["learner_step"]) == 4 and int(rows[-1]["episodes"]) > 0
+    assert int(rows[-1]["labelled_transitions"]) > 0
+    assert (output / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _check_replay(output)
+    assert any(seen), "the loop started no process"
+    _no_orphans(seen)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_ray_and_torchrun(tmp_path, started):
+    output = tmp_path / "qtopt"
+    process = started(output, steps=100_000)
+
+    def learner_running() -> bool:
+        rows = _rows(output / "progress.csv") if (output / "progress.csv").exists() else []
+        return bool(rows) and int(rows[-1]["episodes"]) > 0
+
+    seen = _watch(process, learner_running)
+    assert process.poll() is None, process.stdout.read() if process.stdout else ""
+    commands = [Path(f"/proc/{p}/cmdline").read_bytes() for p in _alive(seen)]
+    assert any(b"torch.distributed.run" in c for c in commands)  # torchrun was up
+    assert any(b"raylet" in c for c in commands)  # and Ray
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the foreground process group
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out[-4000:]
+    assert "SUMMARY True" in out, out[-4000:]
+    assert json.loads((output / "summary.json").read_text())["interrupted"] is True
+    assert (output / "success.png").exists() and (output / "progress.csv").exists()
+    _check_replay(output)
+    _no_orphans(seen)
