@@ -615,8 +615,6 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     evaluated export) and ``success.png``; returns a summary. Ray actors and
     torchrun are stopped on the way out, whatever the reason.
     """
-    from t2r.research.qtopt.plot import draw_success_plot
-
     config.validate()
     config.root.mkdir(parents=True, exist_ok=True)
     (config.root / "config.json").write_text(
@@ -670,6 +668,7 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
                     _drive(
                         config,
                         start,
+                        start_time,
                         rows,
                         progress_path,
                         collecting,
@@ -685,17 +684,7 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
         interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
-        evals = _eval_history(config, start_time)
-        _write_csv(config.root / "evals.csv", evals, ("wall_secs", "step", "success"))
-        random_rows = _read_eval(config.eval_dir / "live_eval_1")
-        random_success = _metric(random_rows[-1]) if random_rows else ""
-        draw_success_plot(
-            [(r["wall_secs"], float(r["success"])) for r in evals],
-            float(random_success) if random_success != "" else None,
-            config.root / "success.png",
-            title=f"QT-Opt grasp success on held-out objects ({config.collectors} collectors, "
-            f"{config.learners} learner(s))",
-        )
+        evals, random_success = _write_figures(config, start_time)
     summary = {
         "interrupted": interrupted,
         "rows": len(rows),
@@ -708,6 +697,25 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     return summary
 
 
+def _write_figures(config: QTOptConfig, start_time: float) -> tuple[list[dict[str, Any]], Any]:
+    """Writes ``evals.csv`` and ``success.png`` from the evaluator's summaries so far;
+    returns the evaluations and the random policy's success ('' before it is known)."""
+    from t2r.research.qtopt.plot import draw_success_plot
+
+    evals = _eval_history(config, start_time)
+    _write_csv(config.root / "evals.csv", evals, ("wall_secs", "step", "success"))
+    random_rows = _read_eval(config.eval_dir / "live_eval_1")
+    random_success = _metric(random_rows[-1]) if random_rows else ""
+    draw_success_plot(
+        [(r["wall_secs"], float(r["success"])) for r in evals],
+        float(random_success) if random_success != "" else None,
+        config.root / "success.png",
+        title=f"QT-Opt grasp success on held-out objects ({config.collectors} collectors, "
+        f"{config.learners} learner(s))",
+    )
+    return evals, random_success
+
+
 def _actor_share(config: QTOptConfig) -> float:
     import ray
 
@@ -718,6 +726,7 @@ def _actor_share(config: QTOptConfig) -> float:
 def _drive(
     config: QTOptConfig,
     start: float,
+    start_time: float,
     rows: list[dict[str, Any]],
     progress_path: Path,
     collecting: ContinuousCollection,
@@ -728,6 +737,7 @@ def _drive(
 ) -> None:
     """Polls everything until the learner finished and its final export was evaluated."""
     finished_at: float | None = None
+    plotted: Any = None
     while True:
         collectors = collecting.poll()
         updater = updating.poll()
@@ -736,6 +746,9 @@ def _drive(
         rows.append(row)
         _write_csv(progress_path, rows, PROGRESS_FIELDS)
         echo(_format_row(row))
+        if (row["eval_step"], row["random_success"]) != plotted:
+            _write_figures(config, start_time)  # the figure follows the run
+            plotted = (row["eval_step"], row["random_success"])
         code = learner.poll()
         if code is not None and code != 0:
             raise QTOptError(
