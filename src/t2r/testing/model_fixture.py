@@ -84,7 +84,10 @@ def find_model_classes(
     (``test_*``), ``conftest``, ``t2r.testing`` and ``t2r.bin``, then walks
     AbstractT2RModel's subclasses: a model added in any such module is found
     without being listed anywhere (in a test suite: put test models in helper
-    modules such as ``tests/<room>/models.py``).
+    modules such as ``tests/<room>/models.py``). A wrapper that cannot be built
+    without arguments (`t2r.meta_learning.MAMLModel` needs a base model) sets
+    ``wraps_a_model = True`` in its class body and is tested through a concrete
+    subclass with defaults (the flag is read from the class's own body only).
 
     Raises:
       ImportError: naming the module, when a module fails to import, unless the
@@ -115,6 +118,7 @@ def find_model_classes(
             pending.append(sub)
             if (
                 not inspect.isabstract(sub)
+                and not sub.__dict__.get("wraps_a_model", False)
                 and "<locals>" not in sub.__qualname__
                 and _is_helper_module(sub.__module__)
                 and any(sub.__module__.startswith(p + ".") for p in packages)
