@@ -76,6 +76,12 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--gamma", type=float, default=0.9)
+    parser.add_argument(
+        "--clipped_double_q",
+        action="store_true",
+        help="targets from the minimum of the last two target exports (QT-Opt's remedy "
+        "for the max's overestimation)",
+    )
     parser.add_argument("--eval_episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke run")
@@ -127,6 +133,7 @@ def main() -> None:
             gamma=args.gamma,
             seed=args.seed,
             on_iteration=history.append,
+            clipped_double_q=args.clipped_double_q,
         )
         train_secs = time.perf_counter() - started - collect_secs
         policy_dir = Path(work_dir) / "policy"

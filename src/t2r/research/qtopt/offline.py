@@ -92,6 +92,7 @@ def fitted_q_iteration(
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
     on_iteration: Callable[[IterationStats], None] | None = None,
+    clipped_double_q: bool = False,
 ) -> list[IterationStats]:
     """Trains `model` on `records` (transition records) by fitted Q iteration.
 
@@ -111,6 +112,10 @@ def fitted_q_iteration(
       seed: seeds minibatch sampling and CEM.
       optimizer: default ``model.create_optimizer()``.
       on_iteration: called with each iteration's stats.
+      clipped_double_q: QT-Opt's clipped double Q-learning: from the second
+        iteration on, the max is of the minimum of the newest target and the
+        one before it (exports alternate between ``work_dir/target_0`` and
+        ``work_dir/target_1``).
     """
     if not records:
         raise ValueError("fitted_q_iteration: no records.")
@@ -124,16 +129,27 @@ def fitted_q_iteration(
     optimizer = optimizer or model.create_optimizer()  # type: ignore[assignment]
     assert isinstance(optimizer, torch.optim.Optimizer)
     rng = np.random.default_rng(seed)
-    target_dir = Path(work_dir) / "target"
+    target_dirs = [Path(work_dir) / "target"]
+    if clipped_double_q:
+        target_dirs = [Path(work_dir) / "target_0", Path(work_dir) / "target_1"]
     stats: list[IterationStats] = []
     for iteration in range(iterations):
         start = time.perf_counter()
         model.eval()
+        target_dir = target_dirs[iteration % len(target_dirs)]
         export_saved_model(model, target_dir, global_step=iteration, exports_to_keep=2)
         predictor = ExportedModelPredictor(target_dir, timeout=0, trust_torchscript=True)
         if not predictor.restore():
             raise RuntimeError(f"fitted_q_iteration: no target export in {target_dir}.")
-        labeller = BellmanLabeller(predictor, model, gamma=gamma, seed=seed + iteration)
+        second = None
+        if clipped_double_q and iteration > 0:
+            older = target_dirs[(iteration - 1) % len(target_dirs)]
+            second = ExportedModelPredictor(older, timeout=0, trust_torchscript=True)
+            if not second.restore():
+                raise RuntimeError(f"fitted_q_iteration: no target export in {older}.")
+        labeller = BellmanLabeller(
+            predictor, model, gamma=gamma, seed=seed + iteration, second_target_predictor=second
+        )
         target_q = labeller.label(transitions)
         features, labels = parse(label_records(records, target_q, image_size))
         label_secs = time.perf_counter() - start
