@@ -104,7 +104,7 @@ def main() -> None:
     model = Grasp2VecModel(
         scene_size=args.image_size,
         goal_size=args.image_size,
-        tower_kwargs={"num_filters": args.num_filters, "bn_momentum": 0.1},
+        tower_kwargs={"num_filters": args.num_filters},
         create_optimizer_fn=lambda p: torch.optim.Adam(p, lr=args.lr),
     )
     optimizer = model.create_optimizer()

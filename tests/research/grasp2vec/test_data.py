@@ -66,7 +66,7 @@ def test_the_model_fits_the_arithmetic_of_real_grasps():
     model = Grasp2VecModel(
         scene_size=32,
         goal_size=32,
-        tower_kwargs={"num_filters": 8, "bn_momentum": 0.1},
+        tower_kwargs={"num_filters": 8},
         create_optimizer_fn=lambda p: torch.optim.Adam(p, lr=1e-3),
     )
     optimizer = model.create_optimizer()

@@ -27,15 +27,22 @@ class EmbeddingTower(nn.Module):
       depth: ResNet depth (18, 34, 50, ...).
       num_filters: width of the first stage (doubled per stage); the embedding
         size is 8 * num_filters (x4 for depth >= 50).
+      bn_momentum: BatchNorm momentum (PyTorch's sense). 0.1, not T2R's decay
+        0.997 (0.003): with that, the running statistics of a run of a few
+        hundred steps still lag the weights and eval-mode embeddings are off.
       **resnet_kwargs: more `FiLMResNet` arguments.
 
     Forward: images (B, 3, H, W) float in [0, 1] -> ``(vector (B, D), spatial
     (B, D, h, w))``, vector = mean over (h, w) of ReLU(spatial).
     """
 
-    def __init__(self, depth: int = 18, num_filters: int = 16, **resnet_kwargs: Any) -> None:
+    def __init__(
+        self, depth: int = 18, num_filters: int = 16, bn_momentum: float = 0.1, **resnet_kwargs: Any
+    ) -> None:
         super().__init__()
-        self.resnet = FiLMResNet(depth, num_filters=num_filters, **resnet_kwargs)
+        self.resnet = FiLMResNet(
+            depth, num_filters=num_filters, bn_momentum=bn_momentum, **resnet_kwargs
+        )
         self.embedding_size = self.resnet.out_features
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
