@@ -556,7 +556,7 @@ def _progress_row(
     lagged = layout.list_versions(config.lagged_export_dir)
     newest = evals[-1] if evals else None
     return {
-        "wall_secs": round(time.monotonic() - start, 1),
+        "wall_secs": round(time.time() - start, 1),
         "episodes": episodes,
         "transitions": sum(s.transitions for s in collectors),
         "collect_success": (
@@ -614,6 +614,10 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     Writes ``progress.csv`` (one row per `poll_secs`), ``evals.csv`` (one row per
     evaluated export) and ``success.png``; returns a summary. Ray actors and
     torchrun are stopped on the way out, whatever the reason.
+
+    Run again on the same `output_dir` (e.g. with more `steps`), the loop
+    resumes: the learners from their checkpoint, the collectors add to the
+    replay, the wall clock and ``progress.csv`` continue.
     """
     config.validate()
     config.root.mkdir(parents=True, exist_ok=True)
@@ -621,9 +625,13 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
         json.dumps(dataclasses.asdict(config), indent=1, default=list) + "\n"
     )
     bootstrap_exports(config)
-    start, start_time = time.monotonic(), time.time()
-    rows: list[dict[str, Any]] = []
+    start_time = _start_time(config)
+    start = start_time
     progress_path = config.root / "progress.csv"
+    rows: list[dict[str, Any]] = []
+    if progress_path.exists():  # a resumed loop: its rows continue the file
+        with open(progress_path, newline="") as f:
+            rows = list(csv.DictReader(f))
     interrupted = False
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -695,6 +703,19 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     }
     (config.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _start_time(config: QTOptConfig) -> float:
+    """When this output directory's loop first started (``clock.json``): a resumed loop
+    continues its wall clock, so its figures extend the earlier ones."""
+    from t2r.atomic import atomic_write_text
+
+    clock = config.root / "clock.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return float(json.loads(clock.read_text())["start_time"])
+    now = time.time()
+    atomic_write_text(clock, json.dumps({"start_time": now}) + "\n")
+    return now
 
 
 def _write_figures(config: QTOptConfig, start_time: float) -> tuple[list[dict[str, Any]], Any]:
