@@ -143,5 +143,45 @@ def test_run_meta_env_one_stream_and_break_after_one_task(tmp_path):
     assert result.num_episodes == 8 and len(result.record_files) == 3  # 3 + 3 + 2 episodes
     one = run_meta_env(CountingEnv(), ConstantPolicy(), break_after_one_task=True)
     assert len(one.task_rewards) == 1 and np.isfinite(one.mean_reward)
-    with pytest.raises(ValueError, match="demo_policy_cls"):
-        run_meta_env(CountingEnv(), ConstantPolicy(), demo_policy_cls=object)
+    with pytest.raises(ValueError, match="num_demos"):
+        run_meta_env(CountingEnv(), ConstantPolicy(), demo_policy_cls=OracleDemo, num_demos=0)
+
+
+class OracleDemo:
+    """Demonstrates the task: acts `task` (reward 0) for two steps, then runs out (None)."""
+
+    def __init__(self, env: CountingEnv) -> None:
+        self.env, self.steps = env, 0
+
+    def sample_action(self, obs, explore_prob):
+        self.steps += 1
+        if self.steps > 2:
+            return None, None
+        return np.array([self.env.task, 0.0], np.float32), {"demo": True}
+
+
+def test_run_meta_env_demos_condition_then_inference_episodes(tmp_path):
+    env, policy, seen = CountingEnv(length=5), AdaptingPolicy(), []
+    result = run_meta_env(
+        env,
+        policy,
+        demo_policy_cls=OracleDemo,
+        num_demos=2,
+        num_episodes=3,
+        num_tasks=2,
+        num_adaptations_per_task=1,
+        episode_to_transitions_fn=records,
+        replay_writer=TFRecordReplayWriter(),
+        root_dir=tmp_path,
+        on_episode=lambda i, e: seen.append((i, len(e), e[0][5].get("is_demo", False))),
+        show_progress=False,
+    )
+    # Per task: 2 demos (2 steps each: the demo ran out), then 3 inference episodes.
+    assert seen == [
+        (i, n, demo) for i, (n, demo) in enumerate(([(2, True)] * 2 + [(5, False)] * 3) * 2)
+    ]
+    # The policy adapted on the demos before acting: every inference episode scores 0.
+    assert policy.adapted == [2, 2] and result.task_rewards == [[0.0], [0.0]]
+    assert result.num_episodes == 6 and result.num_transitions == 2 * (2 * 2 + 3 * 5)
+    per_task = [len(list(read_tfrecord(p))) for p in sorted(result.record_files)]
+    assert per_task == [19, 19]  # demos are written first, into the task's file

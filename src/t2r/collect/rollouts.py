@@ -296,6 +296,24 @@ def _open_writer(
     return replay_writer
 
 
+def _run_demo(env: Any, demo_policy: Any) -> list[Transition]:
+    """One demonstration episode: act until the env is done or the action is None."""
+    obs = _reset(env)
+    episode: list[Transition] = []
+    done = False
+    while not done:
+        action, policy_debug = demo_policy.sample_action(obs, 0.0)
+        if action is None:
+            break
+        new_obs, reward, done, info = _step(env, action)
+        debug: dict[str, Any] = dict(policy_debug or {})
+        debug.update(info)
+        debug["is_demo"] = True
+        episode.append((obs, action, reward, new_obs, done, debug))
+        obs = new_obs
+    return episode
+
+
 def run_meta_env(
     env: Any,
     policy: Any = None,
@@ -321,19 +339,29 @@ def run_meta_env(
     """Runs a (meta-learning) policy over `num_tasks` tasks; logs and returns the rewards.
 
     Tensor2Robot's ``run_meta_env``. For each task: ``policy.reset_task()``
-    (if it has one), ``env.reset_task()``; then `num_adaptations_per_task`
-    adaptation steps of `num_episodes_per_adaptation` episodes each; before
-    every adaptation step but the first, ``policy.adapt(episodes so far in
-    this task)`` when the policy has ``adapt``.
+    (if it has one), ``env.reset_task()``; then, with `demo_policy_cls`,
+    `num_demos` demonstration episodes by ``demo_policy_cls(env)`` (the
+    condition data: written to the records first, ``debug['is_demo'] =
+    True``) followed by ``policy.adapt(demos)`` when the policy has
+    ``adapt``; then `num_adaptations_per_task` adaptation steps of
+    `num_episodes_per_adaptation` episodes each (the inference episodes);
+    before every adaptation step but the first, ``policy.adapt(demos and
+    episodes so far in this task)``.
+
+    A demonstration episode ends when the env says so or when the demo
+    policy's ``sample_action`` returns None for the action (T2R's convention
+    for a replayed demonstration that has run out).
 
     Args:
       env: an environment with ``reset_task()``.
       policy: see `run_env`; may have ``reset_task`` and ``adapt``.
-      demo_policy_cls: T2R's demonstration conditioning; not supported yet
-        (must be None).
-      num_episodes: ignored, as in T2R (`num_tasks` decides).
+      demo_policy_cls: ``demo_policy_cls(env)`` makes a policy with
+        ``sample_action(obs, explore_prob) -> (action or None, debug)``, e.g.
+        an oracle that reads the env's hidden task.
+      num_episodes: if given, the inference episodes per adaptation step
+        (replaces `num_episodes_per_adaptation`; T2R ignored it).
       num_tasks, num_adaptations_per_task, num_episodes_per_adaptation: see above.
-      num_demos: unused (demonstrations are not supported).
+      num_demos: demonstration episodes per task (with `demo_policy_cls`).
       break_after_one_task: stop after the first task (for tests).
       write_tf_summary: write, per adaptation step k, ``<tag>/step_<k>_reward``
         (mean over tasks) and ``<tag>/step_<k>_improvement`` to
@@ -347,17 +375,18 @@ def run_meta_env(
     Returns:
       An `EnvRunResult`: `episode_rewards` are those of the last adaptation
       step of each task (what T2R logged as the task reward); `task_rewards`
-      has every step's mean.
+      has every step's mean (demonstrations are not counted).
     """
-    del num_episodes, num_demos
     if policy is None:
         raise ValueError("run_meta_env needs a policy.")
-    if demo_policy_cls is not None:
-        raise ValueError(
-            "run_meta_env: demo_policy_cls (demonstration conditioning) is not supported yet."
-        )
+    if num_episodes is not None:
+        num_episodes_per_adaptation = num_episodes
     if num_adaptations_per_task < 1 or num_episodes_per_adaptation < 1:
         raise ValueError("run_meta_env: adaptations and episodes per adaptation must be >= 1.")
+    if demo_policy_cls is not None and num_demos < 1:
+        raise ValueError(
+            f"run_meta_env: num_demos must be >= 1 with a demo_policy_cls, got {num_demos}."
+        )
     if replay_writer is not None and episode_to_transitions_fn is None:
         raise ValueError("A replay_writer needs an episode_to_transitions_fn.")
     root = os.fspath(root_dir) if root_dir else None
@@ -372,7 +401,10 @@ def run_meta_env(
     transitions = 0
     record_files: list[str] = []
     episode_index = 0
-    total_episodes = num_tasks * num_adaptations_per_task * num_episodes_per_adaptation
+    demos_per_task = num_demos if demo_policy_cls is not None else 0
+    total_episodes = num_tasks * (
+        demos_per_task + num_adaptations_per_task * num_episodes_per_adaptation
+    )
     progress = tqdm(
         total=total_episodes, desc=tag, unit="ep", disable=not show_progress, mininterval=1.0
     )
@@ -392,6 +424,19 @@ def run_meta_env(
             step_means: list[float] = []
             condition_data: list[list[Transition]] = []
             last_step_rewards: list[float] = []
+            for _ in range(demos_per_task):
+                demo = _run_demo(env, demo_policy_cls(env))
+                transitions += len(demo)
+                if writer is not None:
+                    assert episode_to_transitions_fn is not None
+                    writer.write(episode_to_transitions_fn(demo))
+                if on_episode is not None:
+                    on_episode(episode_index, demo)
+                episode_index += 1
+                progress.update(1)
+                condition_data.append(demo)
+            if condition_data and hasattr(policy, "adapt"):
+                policy.adapt(list(condition_data))
             for step_num in range(num_adaptations_per_task):
                 if step_num != 0 and hasattr(policy, "adapt"):
                     policy.adapt(list(condition_data))
