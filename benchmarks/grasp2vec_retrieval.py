@@ -5,8 +5,10 @@ trains `Grasp2VecModel` with T2R's n-pairs loss, and reports, on held-out
 grasps (new env seeds, so new objects), how often the grasped object's image
 scores highest by ``(phi_s(pre) - phi_s(post)) . phi_o(object)`` among the
 images of all N objects that were in the scene (chance 1/N), before and after
-training. A non-learned baseline scores the same candidates with raw pixels:
-``(pre - post) . object`` on the images as float vectors.
+training. Non-learned baselines score the same candidates with raw pixels,
+``(pre - post) . (object - mean object)`` on the images as float vectors (it
+knows where the object lay), and with the images' mean colours (it does not).
+``--steps 0`` prints the baselines and the untrained model only.
 
     .venv/bin/python benchmarks/grasp2vec_retrieval.py --train 360 --test 120 --steps 600
 
@@ -65,6 +67,16 @@ def pixel_baseline(test: GraspTriplets) -> float:
     query = (_to_float(test.pregrasp) - _to_float(test.postgrasp)).reshape(b, -1)
     candidates = _to_float(test.objects).reshape(b, n, -1)
     # Subtract the empty-bin background shared by the candidates: the mean image.
+    candidates = candidates - candidates.mean(dim=1, keepdim=True)
+    scores = torch.einsum("bd,bnd->bn", query, candidates)
+    return float((scores.argmax(1).numpy() == test.grasped).mean())
+
+
+def colour_baseline(test: GraspTriplets) -> float:
+    """Like `pixel_baseline` on each image's mean colour: no position, as Grasp2Vec's
+    mean-pooled vectors."""
+    query = (_to_float(test.pregrasp) - _to_float(test.postgrasp)).mean(dim=(-2, -1))
+    candidates = _to_float(test.objects).mean(dim=(-2, -1))
     candidates = candidates - candidates.mean(dim=1, keepdim=True)
     scores = torch.einsum("bd,bnd->bn", query, candidates)
     return float((scores.argmax(1).numpy() == test.grasped).mean())
@@ -149,6 +161,7 @@ def main() -> None:
     print("|---|---:|")
     print(f"| chance (1/{n}) | {1 / n:.3f} |")
     print(f"| raw pixels, (pre - post) . object | {pixel_baseline(test):.3f} |")
+    print(f"| mean colour, (pre - post) . object | {colour_baseline(test):.3f} |")
     print(f"| Grasp2Vec, untrained | {untrained:.3f} |")
     print(f"| Grasp2Vec, trained (held-out grasps) | **{trained:.3f}** |")
     print(f"| Grasp2Vec, trained (training grasps) | {train_accuracy:.3f} |")
