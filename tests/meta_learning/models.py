@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,7 +38,8 @@ class LinearModel(RegressionModel):
         return {"inference_output": self.linear(features.x)}
 
     def pack_features(self, state: Any, context: Any = None, timestep: Any = None) -> Any:
-        raise NotImplementedError
+        """An observation x (in_size,) -> ``{'x': (1, in_size)}``."""
+        return {"x": np.asarray(state, dtype=np.float32)[None]}
 
 
 class MAMLLinearModel(MAMLModel):

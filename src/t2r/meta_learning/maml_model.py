@@ -214,12 +214,22 @@ class MAMLModel(AbstractT2RModel):
 
             return functional_call(call, params, (run,), strict=False)
 
-        params, losses = self.inner_loop.inner_loop(
-            self._adapted_parameters(),
-            loss_fn,
-            self.num_inner_loop_steps,
-            create_graph=torch.is_grad_enabled(),
-        )
+        if not torch.is_inference_mode_enabled():
+            params, losses = self.inner_loop.inner_loop(
+                self._adapted_parameters(),
+                loss_fn,
+                self.num_inner_loop_steps,
+                create_graph=torch.is_grad_enabled(),
+            )
+            return params, losses, first
+        # Under torch.inference_mode (e.g. CheckpointPredictor) adaptation still
+        # needs autograd: leave inference mode and copy the inputs out of it.
+        with torch.inference_mode(False):
+            condition_features = _map(condition_features, torch.clone)
+            condition_labels = _map(condition_labels, torch.clone)
+            params, losses = self.inner_loop.inner_loop(
+                self._adapted_parameters(), loss_fn, self.num_inner_loop_steps, create_graph=False
+            )
         return params, losses, first
 
     def run_base(

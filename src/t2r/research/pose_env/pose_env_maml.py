@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch_size", type=int, default=8, help="tasks per meta batch")
     parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--inner_rate_learning_rate", type=float, default=5e-2, help="Adam on the inner rates"
+    )
     parser.add_argument("--log_every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.steps,
         args.batch_size,
         learning_rate=args.learning_rate,
+        inner_rate_learning_rate=args.inner_rate_learning_rate,
         seed=args.seed,
         log_every=args.log_every,
         on_log=on_log,
