@@ -11,8 +11,12 @@ learning-rate section, ``experiment.env_meta_update_dict``).
 
 The result is a `Config`: nested plain dicts with attribute access
 (``config.algo.rnn.hidden_dim``), no locking machinery. Defaults are
-registered: ``bc``, ``bcq``, ``cql``, ``iql``, ``td3_bc``
+registered: ``bc``, ``bcq``, ``cql``, ``iql``, ``td3_bc``, ``gl``, ``hbc``, ``iris``
 (``register_config_defaults`` adds more).
+
+The hierarchical algorithms (``hbc``, ``iris``) nest their parts' sections as robomimic
+does (``algo.planner``, ``algo.actor``, ``algo.value_planner.{planner,value}`` and the
+same under ``observation``); `obs_keys_by_modality` and `all_obs_keys` pool them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "default_config",
     "load_config",
     "obs_keys_by_modality",
+    "observation_parts",
     "register_config_defaults",
     "registered_config_names",
     "save_config",
@@ -427,27 +432,155 @@ def _bcq_defaults() -> dict[str, Any]:
     return config
 
 
+def _gl_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``GLConfig``: the subgoal planner (a VAE by default) and the
+    ``subgoal`` observation group it predicts."""
+    config = _base_defaults("gl")
+    prior = {
+        "learn": False,
+        "is_conditioned": False,
+        "use_gmm": False,
+        "gmm_num_modes": 10,
+        "gmm_learn_weights": False,
+        "use_categorical": False,
+        "categorical_dim": 10,
+        "categorical_gumbel_softmax_hard": False,
+        "categorical_init_temp": 1.0,
+        "categorical_temp_anneal_step": 0.001,
+        "categorical_min_temp": 0.3,
+    }
+    config["algo"] = {
+        "optim_params": {"goal_network": _optim(1e-4, 0.1)},
+        "subgoal_horizon": 10,
+        "ae": {"planner_layer_dims": [300, 400]},
+        "vae": {
+            "enabled": True,
+            "latent_dim": 16,
+            "latent_clip": None,
+            "kl_weight": 1.0,
+            "decoder": {"is_conditioned": True, "reconstruction_sum_across_elements": False},
+            "prior": prior,
+            "encoder_layer_dims": [300, 400],
+            "decoder_layer_dims": [300, 400],
+            "prior_layer_dims": [300, 400],
+        },
+    }
+    config["observation"]["modalities"]["subgoal"] = {
+        "low_dim": ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"],
+        "rgb": [],
+        "depth": [],
+        "scan": [],
+    }
+    return config
+
+
+def _hierarchical_actor() -> dict[str, Any]:
+    """HBC's / IRIS's low-level policy: BC's algo section, RNN on (horizon 10), without the
+    Gaussian, GMM and VAE sections."""
+    actor = _bc_defaults()["algo"]
+    actor["rnn"]["enabled"] = True
+    actor["rnn"]["horizon"] = 10
+    for key in ("gaussian", "gmm", "vae"):
+        del actor[key]
+    return actor
+
+
+def _subgoal_settings() -> dict[str, Any]:
+    return {
+        "mode": "separate",
+        "actor_use_random_subgoals": False,
+        "subgoal_update_interval": 10,
+        "latent_subgoal": {
+            "enabled": False,
+            "prior_correction": {"enabled": False, "num_samples": 100},
+        },
+    }
+
+
+def _hbc_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``HBCConfig``: a GL planner (VAE, subgoal_horizon 10) and a BC-RNN
+    actor, each with its own observation section; windows of 10 steps."""
+    config = _base_defaults("hbc")
+    config["train"]["seq_length"] = 10
+    planner = _gl_defaults()
+    config["algo"] = {
+        **_subgoal_settings(),
+        "planner": planner["algo"],
+        "actor": _hierarchical_actor(),
+    }
+    config["observation"] = {
+        "planner": planner["observation"],
+        "actor": _bc_defaults()["observation"],
+    }
+    return config
+
+
+def _iris_defaults() -> dict[str, Any]:
+    """robomimic 0.5 ``IRISConfig``: HBC whose planner is a ValuePlanner (a GL VAE proposing
+    ``num_samples`` subgoals, a BCQ value without actor choosing one)."""
+    config = _base_defaults("iris")
+    config["train"]["seq_length"] = 10
+    planner = _gl_defaults()
+    value = _bcq_defaults()
+    value["algo"]["actor"]["enabled"] = False
+    config["algo"] = {
+        **_subgoal_settings(),
+        "value_planner": {
+            "planner": planner["algo"],
+            "value": value["algo"],
+            "num_samples": 100,
+        },
+        "actor": _hierarchical_actor(),
+    }
+    config["observation"] = {
+        "value_planner": {"planner": planner["observation"], "value": value["observation"]},
+        "actor": _bc_defaults()["observation"],
+    }
+    return config
+
+
 _DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {
     "bc": _bc_defaults,
     "bcq": _bcq_defaults,
     "cql": _cql_defaults,
     "iql": _iql_defaults,
     "td3_bc": _td3_bc_defaults,
+    "gl": _gl_defaults,
+    "hbc": _hbc_defaults,
+    "iris": _iris_defaults,
 }
+
+# Where the hierarchical configs nest an algorithm's ``algo`` / ``observation`` section.
+_PART_PREFIXES: tuple[tuple[str, ...], ...] = (
+    (),
+    ("planner",),
+    ("actor",),
+    ("value_planner", "planner"),
+    ("value_planner", "value"),
+)
 
 # Sections robomimic marks ``do_not_lock_keys``: any key may be added there.
 # ``*`` matches one path component.
 _OPEN_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("experiment", "env_meta_update_dict"),
     ("train", "action_config"),
-    ("algo", "optim_params", "*", "learning_rate"),
-    ("algo", "rnn", "kwargs"),
-    ("observation", "modalities", "obs"),
-    ("observation", "modalities", "goal"),
-    ("observation", "modalities", "subgoal"),
-    ("observation", "encoder"),
-    ("observation", "encoder", "*", "core_kwargs"),
-    ("observation", "encoder", "*", "obs_randomizer_kwargs"),
+    *(
+        ("algo", *prefix, *section)
+        for prefix in _PART_PREFIXES
+        for section in (("optim_params", "*", "learning_rate"), ("rnn", "kwargs"))
+    ),
+    *(
+        ("observation", *prefix, *section)
+        for prefix in _PART_PREFIXES
+        for section in (
+            ("modalities", "obs"),
+            ("modalities", "goal"),
+            ("modalities", "subgoal"),
+            ("encoder",),
+            ("encoder", "*", "core_kwargs"),
+            ("encoder", "*", "obs_randomizer_kwargs"),
+        )
+    ),
 )
 
 # Keys whose value is free-form data (lists, dicts or None), not a section.
@@ -562,18 +695,59 @@ def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
 # ------------------------------------------------------------ derived values
 
 
+def observation_parts(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The observation sections of a config by part: ``{"": observation}`` for a flat
+    config, ``{"planner": ..., "actor": ...}`` for HBC, ``{"value_planner.planner": ...,
+    "value_planner.value": ..., "actor": ...}`` for IRIS (each has ``modalities``)."""
+    observation = config["observation"]
+    if "modalities" in observation:
+        return {"": observation}
+    parts: dict[str, Mapping[str, Any]] = {}
+    for prefix in _PART_PREFIXES[1:]:
+        section: Any = observation
+        for name in prefix:
+            section = section.get(name) if isinstance(section, Mapping) else None
+        if isinstance(section, Mapping) and "modalities" in section:
+            parts[".".join(prefix)] = section
+    if not parts:
+        raise ConfigError(
+            f"observation: no 'modalities' section (nor planner / actor / value_planner parts "
+            f"that have one); has {sorted(observation)}."
+        )
+    return parts
+
+
 def obs_keys_by_modality(config: Mapping[str, Any], group: str = "obs") -> dict[str, list[str]]:
-    """``{modality: [obs keys]}`` of observation group `group` (``obs``, ``goal``)."""
-    modalities = config["observation"]["modalities"].get(group) or {}
-    return {modality: list(keys or []) for modality, keys in modalities.items()}
+    """``{modality: [obs keys]}`` of observation group `group` (``obs``, ``goal``,
+    ``subgoal``).
+
+    A hierarchical config (HBC, IRIS) pools its parts, in part order without repeats:
+    ``obs`` is every part's ``obs`` and ``subgoal`` keys (the data must hold the subgoals
+    the planner learns to predict), ``goal`` the planner's (and value's) goal keys: the
+    actor's goal is the planner's subgoal, not data (robomimic's ``use_goals``).
+    """
+    parts = observation_parts(config)
+    if "" in parts:
+        modalities = parts[""]["modalities"].get(group) or {}
+        return {modality: list(keys or []) for modality, keys in modalities.items()}
+    groups = ("obs", "subgoal") if group == "obs" else (group,)
+    pooled: dict[str, list[str]] = {}
+    for part, section in parts.items():
+        if group == "goal" and part == "actor":
+            continue
+        for name in groups:
+            for modality, keys in (section["modalities"].get(name) or {}).items():
+                bucket = pooled.setdefault(modality, [])
+                bucket.extend(k for k in keys or [] if k not in bucket)
+    return pooled
 
 
 def all_obs_keys(config: Mapping[str, Any]) -> list[str]:
-    """The sorted union of the observation keys of the ``obs`` and ``goal`` groups
-    (robomimic's ``config.all_obs_keys``)."""
+    """The sorted union of the observation keys of the ``obs``, ``goal`` and ``subgoal``
+    groups (robomimic's ``config.all_obs_keys``)."""
     keys = {
         key
-        for group in ("obs", "goal")
+        for group in ("obs", "goal", "subgoal")
         for keys in obs_keys_by_modality(config, group).values()
         for key in keys
     }

@@ -79,6 +79,8 @@ class VAEActor(nn.Module):
     latent_dim, latent_clip, decoder_reconstruction_sum_across_elements, prior_learn,
     prior_is_conditioned, prior_use_gmm, prior_gmm_num_modes, prior_gmm_learn_weights,
     prior_use_categorical, prior_categorical_dim, prior_categorical_gumbel_softmax_hard.
+    ``output_squash=False`` leaves the decoded vector unbounded (GL_VAE's subgoals:
+    robomimic's VAE without ``output_squash``).
     """
 
     def __init__(
@@ -103,8 +105,10 @@ class VAEActor(nn.Module):
         prior_categorical_dim: int = 10,
         prior_categorical_gumbel_softmax_hard: bool = False,
         goal_shapes: Mapping[str, Sequence[int]] | None = None,
+        output_squash: bool = True,
     ) -> None:
         super().__init__()
+        self.output_squash = bool(output_squash)
         if prior_use_gmm and prior_use_categorical:
             raise ValueError("vae.prior: use_gmm and use_categorical exclude each other.")
         if prior_use_gmm and not prior_learn:
@@ -289,7 +293,8 @@ class VAEActor(nn.Module):
         groups: dict[str, Mapping[str, torch.Tensor]] = {"input": {"latent": z}, "condition": obs}
         if goal is not None:
             groups["goal"] = goal
-        return torch.tanh(self.decoder(**groups)["action"].float())
+        decoded = self.decoder(**groups)["action"].float()
+        return torch.tanh(decoded) if self.output_squash else decoded
 
     def forward_train(
         self,

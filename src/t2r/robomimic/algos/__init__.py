@@ -1,5 +1,6 @@
-"""robomimic's algorithms on t2r: the Algo lifecycle, the registry, the BC family and
-the offline RL family (BCQ, CQL, IQL, TD3_BC).
+"""robomimic's algorithms on t2r: the Algo lifecycle, the registry, the BC family, the
+offline RL family (BCQ, CQL, IQL, TD3_BC) and the hierarchical family (GL, GL_VAE,
+ValuePlanner, HBC, IRIS).
 
 `algo_factory(algo_name, config, obs_key_shapes, ac_dim, device)` builds the
 class a config selects; see `t2r.robomimic.algos.base` for the lifecycle,
@@ -32,6 +33,8 @@ from t2r.robomimic.algos.bc import (
 )
 from t2r.robomimic.algos.bcq import BCQ, BCQ_GMM, BCQ_Distributional
 from t2r.robomimic.algos.cql import CQL
+from t2r.robomimic.algos.gl import GL, GL_VAE, ValuePlanner
+from t2r.robomimic.algos.hbc import HBC, IRIS
 from t2r.robomimic.algos.iql import IQL
 from t2r.robomimic.algos.td3_bc import TD3_BC
 
@@ -44,7 +47,11 @@ __all__ = [
     "BC_RNN_GMM",
     "BC_VAE",
     "CQL",
+    "GL",
+    "GL_VAE",
+    "HBC",
     "IQL",
+    "IRIS",
     "TD3_BC",
     "Algo",
     "BCQ_Distributional",
@@ -55,6 +62,7 @@ __all__ = [
     "PlannerAlgo",
     "PolicyAlgo",
     "ValueAlgo",
+    "ValuePlanner",
     "algo_factory",
     "algo_name_to_factory_func",
     "register_algo_factory_func",
