@@ -29,20 +29,20 @@ from t2r.robomimic.model import AlgoModel
 from t2r.robomimic.rollout_policy import RolloutPolicy
 from t2r.train import latest_checkpoint, seed_everything, train_eval_model
 
-from .models import AC_DIM, LOW_DIM_SHAPES, SEQ, ToyReachEnv, TransitionInput
+from .models import (
+    AC_DIM,
+    LOW_DIM_SHAPES,
+    SEQ,
+    ToyReachEnv,
+    TransitionInput,
+    tiny_hierarchical_config,
+)
+from .models import (
+    HIERARCHICAL_VARIANTS as VARIANTS,
+)
 
 TEMPLATES = Path(__file__).parent / "robomimic_templates"
 KEYS = list(LOW_DIM_SHAPES)
-
-# robomimic's tests/test_hbc.py and test_iris.py matrix, as behaviour.
-VARIANTS = (
-    "hbc",  # deterministic GL planner
-    "hbc_vae_gmm_prior",  # GL_VAE with a learned GMM prior
-    "hbc_cascade_random_subgoals",
-    "iris",  # GL_VAE proposals, BCQ (VAE sampler) value
-    "iris_bcq_gmm",  # BCQ with a GMM action sampler as the value
-    "iris_distributional",  # BCQ with a distributional critic as the value
-)
 
 
 @pytest.fixture(autouse=True)
@@ -51,73 +51,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _tiny_planner(planner: Config, vae: bool) -> None:
-    planner.subgoal_horizon = SEQ
-    planner.ae.planner_layer_dims = [16]
-    planner.vae.enabled = vae
-    planner.vae.latent_dim = 3
-    planner.vae.encoder_layer_dims = [16]
-    planner.vae.decoder_layer_dims = [16]
-    planner.vae.prior_layer_dims = [16]
-
-
-def _tiny_obs(observation: Config, subgoal: bool = False) -> None:
-    observation.modalities.obs.low_dim = list(KEYS)
-    if subgoal:
-        observation.modalities.subgoal.low_dim = list(KEYS)
-
-
-def tiny_hierarchical_config(variant: str) -> Config:
-    """A small HBC / IRIS config of `variant` (one of VARIANTS) on LOW_DIM_SHAPES."""
-    algo_name = variant.split("_")[0]
-    config = default_config(algo_name)
-    config.experiment.epoch_every_n_steps = 4
-    config.train.seq_length = SEQ
-    algo = config.algo
-    algo.subgoal_update_interval = 2  # re-plans within the tests' short episodes
-    actor = algo.actor
-    actor.actor_layer_dims = []
-    actor.rnn.hidden_dim = 8
-    actor.rnn.num_layers = 2
-    actor.rnn.horizon = SEQ
-    _tiny_obs(config.observation.actor)
-    if algo_name == "hbc":
-        _tiny_planner(algo.planner, vae=variant != "hbc")
-        _tiny_obs(config.observation.planner, subgoal=True)
-        if variant == "hbc_vae_gmm_prior":
-            algo.planner.vae.prior.update(
-                {"learn": True, "is_conditioned": True, "use_gmm": True, "gmm_num_modes": 3}
-            )
-        if variant == "hbc_cascade_random_subgoals":
-            algo.mode = "cascade"
-            algo.actor_use_random_subgoals = True
-        return config
-    value_planner = algo.value_planner
-    value_planner.num_samples = 4
-    _tiny_planner(value_planner.planner, vae=True)
-    _tiny_obs(config.observation.value_planner.planner, subgoal=True)
-    _tiny_obs(config.observation.value_planner.value)
-    value = value_planner.value
-    value.critic.layer_dims = [16]
-    value.critic.num_action_samples = 3
-    value.critic.num_action_samples_rollout = 3
-    sampler = value.action_sampler
-    sampler.actor_layer_dims = [16]
-    sampler.vae.latent_dim = 2
-    sampler.vae.encoder_layer_dims = [16]
-    sampler.vae.decoder_layer_dims = [16]
-    sampler.vae.prior_layer_dims = [16]
-    if variant == "iris_bcq_gmm":
-        sampler.vae.enabled = False
-        sampler.gmm.enabled = True
-        sampler.gmm.num_modes = 3
-    if variant == "iris_distributional":
-        value.critic.distributional.enabled = True
-        value.critic.distributional.num_atoms = 11
-        value.critic.value_bounds = [-10.0, 10.0]
-    return config
 
 
 # ------------------------------------------------------------------ configs
