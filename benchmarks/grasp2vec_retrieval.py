@@ -10,7 +10,7 @@ training. Non-learned baselines score the same candidates with raw pixels,
 knows where the object lay), and with the images' mean colours (it does not).
 ``--steps 0`` prints the baselines and the untrained model only.
 
-    .venv/bin/python benchmarks/grasp2vec_retrieval.py --train 360 --test 120 --steps 600
+    .venv/bin/python benchmarks/grasp2vec_retrieval.py --data-dir runs/grasp2vec
 
 Prints a markdown table.
 """
@@ -84,11 +84,11 @@ def colour_baseline(test: GraspTriplets) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=360, help="training grasps")
-    parser.add_argument("--test", type=int, default=120, help="held-out grasps")
+    parser.add_argument("--train", type=int, default=1500, help="training grasps")
+    parser.add_argument("--test", type=int, default=400, help="held-out grasps")
     parser.add_argument("--objects", type=int, default=4, help="objects per scene")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--num-filters", type=int, default=16)
