@@ -160,7 +160,7 @@ def main() -> None:
                 rate = statistics.median(rates)
                 print(
                     f"| {algo} | {batch} | {name} | {rate:,.0f} | "
-                    f"{min(rates):,.0f}-{max(rates):,.0f} | {rate / batch:.1f} |",
+                    f"{min(rates):,.0f}-{max(rates):,.0f} | {rate / batch:.2f} |",
                     flush=True,
                 )
 
