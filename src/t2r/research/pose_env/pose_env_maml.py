@@ -205,11 +205,11 @@ def train(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--train_tasks", type=int, default=2000)
+    parser.add_argument("--train_tasks", type=int, default=1500)
     parser.add_argument("--eval_tasks", type=int, default=200)
     parser.add_argument("--num_demos", type=int, default=5, help="condition samples per task")
     parser.add_argument("--num_episodes", type=int, default=5, help="inference samples per task")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch_size", type=int, default=8, help="tasks per meta batch")
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument(
