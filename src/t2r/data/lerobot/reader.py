@@ -287,7 +287,7 @@ class LeRobotReader:
             table = handle.read_row_groups(groups)
         except (pa.ArrowException, OSError) as e:
             raise DataError(f"{path}: cannot read row groups {groups}: {e}") from e
-        return table.filter(pc.equal(table.column("episode_index"), index))  # type: ignore[attr-defined]
+        return table.filter(pc.equal(table.column("episode_index"), index))
 
     def episode(self, episode_index: int) -> LeRobotEpisodeData:
         return LeRobotEpisodeData(self, self.info.episode(episode_index))
