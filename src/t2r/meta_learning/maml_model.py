@@ -53,7 +53,9 @@ from t2r.meta_learning.preprocessors import (
     create_maml_feature_spec,
     create_maml_label_spec,
     merge_task_dims,
+    merged_task_dims,
     split_task_dims,
+    task_group,
 )
 from t2r.models.abstract_model import AbstractT2RModel
 from t2r.modes import ModeKeys
@@ -83,15 +85,6 @@ class _Call(nn.Module):
 
 def _loss_of(result: Any) -> torch.Tensor:
     return result[0] if isinstance(result, tuple) else result
-
-
-def _group(flat: Any, key_prefix: str) -> specs.TensorSpecStruct:
-    out = specs.TensorSpecStruct()
-    head = key_prefix + "/" if key_prefix else ""
-    for key, value in specs.flatten_spec_structure(flat).items():
-        if key.startswith(head) and value is not None:
-            out[key[len(head) :]] = value
-    return out
 
 
 def _map(group: specs.TensorSpecStruct, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -256,16 +249,16 @@ class MAMLModel(AbstractT2RModel):
         params: Any = None,
     ) -> dict[str, Any]:
         """Adapts per task and runs the inference samples (see the module docstring)."""
-        condition = _group(features, CONDITION_FEATURES[0])
-        condition_labels = _group(features, CONDITION_LABELS[0])
-        inference = _group(features, INFERENCE_FEATURES[0])
+        condition = task_group(features, CONDITION_FEATURES[0])
+        condition_labels = task_group(features, CONDITION_LABELS[0])
+        inference = task_group(features, INFERENCE_FEATURES[0])
         num_tasks = next(iter(inference.values())).shape[0]
         if mode == ModeKeys.PREDICT:
             tasks: list[tuple[Any, Any, Any]] = [
                 (
-                    _map(condition, merge_task_dims),
-                    _map(condition_labels, merge_task_dims),
-                    _map(inference, merge_task_dims),
+                    merged_task_dims(condition),
+                    merged_task_dims(condition_labels),
+                    merged_task_dims(inference),
                 )
             ]
         else:
@@ -323,8 +316,8 @@ class MAMLModel(AbstractT2RModel):
         prefix: str,
         mode: str,
     ) -> tuple[Any, Any, dict[str, torch.Tensor], Any]:
-        inf_f = _map(_group(features, INFERENCE_FEATURES[0]), merge_task_dims)
-        inf_l = _map(_group(labels, ""), merge_task_dims)
+        inf_f = merged_task_dims(task_group(features, INFERENCE_FEATURES[0]))
+        inf_l = merged_task_dims(task_group(labels, ""))
         merged = self._merged_outputs(outputs, prefix)
         return self.base_model.model_train_fn(inf_f, inf_l, merged, mode), inf_f, merged, inf_l
 
@@ -384,10 +377,10 @@ class MAMLModel(AbstractT2RModel):
         params: Any = None,
     ) -> dict[str, torch.Tensor]:
         """The base model's export outputs on the adapted inference samples, (B, Ni, ...)."""
-        inference = _group(features, INFERENCE_FEATURES[0])
+        inference = task_group(features, INFERENCE_FEATURES[0])
         merged = self._merged_outputs(inference_outputs, FULL_INFERENCE)
         base_outputs = self.base_model.create_export_outputs_fn(
-            _map(inference, merge_task_dims), merged, mode, config, params
+            merged_task_dims(inference), merged, mode, config, params
         )
         ni = self.num_inference_samples_per_task
         return {k: split_task_dims(v, ni) for k, v in base_outputs.items()}

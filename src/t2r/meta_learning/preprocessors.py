@@ -119,19 +119,20 @@ def split_task_dims(tensor: torch.Tensor, num_samples: int) -> torch.Tensor:
     return tensor.reshape(-1, num_samples, *tensor.shape[1:])
 
 
-def _group(flat: TensorSpecStruct | None, key_prefix: str) -> TensorSpecStruct:
+def task_group(flat: Any, key_prefix: str) -> TensorSpecStruct:
     """The entries of `flat` under `key_prefix` ('' : all), keys without the prefix."""
     out = TensorSpecStruct()
     if flat is None:
         return out
     head = key_prefix + "/" if key_prefix else ""
-    for key, value in flat.items():
+    for key, value in flatten_spec_structure(flat).items():
         if key.startswith(head) and value is not None:
             out[key[len(head) :]] = value
     return out
 
 
-def _merged(group: TensorSpecStruct) -> TensorSpecStruct:
+def merged_task_dims(group: TensorSpecStruct) -> TensorSpecStruct:
+    """Every (B, N, ...) entry of `group` as (B * N, ...)."""
     return TensorSpecStruct({k: merge_task_dims(v) for k, v in group.items()})
 
 
@@ -212,16 +213,16 @@ class MAMLPreprocessorV2(AbstractPreprocessor):
         self, features: TensorSpecStruct, labels: TensorSpecStruct | None, mode: str
     ) -> tuple[TensorSpecStruct, TensorSpecStruct | None]:
         base = self.base_preprocessor
-        condition = _group(features, CONDITION_FEATURES[0])
+        condition = task_group(features, CONDITION_FEATURES[0])
         nc, ni = self.num_condition_samples_per_task, self.num_inference_samples_per_task
-        condition_labels = _group(features, CONDITION_LABELS[0])
+        condition_labels = task_group(features, CONDITION_LABELS[0])
         condition_mode = condition_mode_of(mode)
         cond_f, cond_l = base.preprocess(
-            _merged(condition), _merged(condition_labels), condition_mode
+            merged_task_dims(condition), merged_task_dims(condition_labels), condition_mode
         )
-        inference = _group(features, INFERENCE_FEATURES[0])
-        inf_labels = _merged(_group(labels, "")) if labels is not None else None
-        inf_f, inf_l = base.preprocess(_merged(inference), inf_labels, mode)
+        inference = task_group(features, INFERENCE_FEATURES[0])
+        inf_labels = merged_task_dims(task_group(labels, "")) if labels is not None else None
+        inf_f, inf_l = base.preprocess(merged_task_dims(inference), inf_labels, mode)
         out_features = TensorSpecStruct()
         _put(out_features, CONDITION_FEATURES[0], cond_f, nc)
         _put(out_features, CONDITION_LABELS[0], cond_l, nc)
