@@ -40,6 +40,7 @@ from t2r.data.errors import DataError
 __all__ = [
     "Demo",
     "H5Source",
+    "atomic_file",
     "dataset_info",
     "demo_sort_key",
     "format_dataset_info",
@@ -305,7 +306,7 @@ def write_robomimic_hdf5(
                 )
     env_json = json.dumps(dict(env_args))
 
-    with _atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         total = 0
         for name, demo in zip(names, demos, strict=True):
@@ -333,7 +334,7 @@ def write_robomimic_hdf5(
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[str]:
+def atomic_file(path: Path) -> Iterator[str]:
     """Yields a temporary name to write; then fsync, rename over `path`, fsync the folder.
 
     On any error the temporary file is removed and `path` is left as it was.
@@ -365,7 +366,7 @@ def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence
                 raise DataError(
                     f"{path}: mask/{key} would name {member!r}, which is not in 'data'", key=key
                 )
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
             for key, members in masks.items():

@@ -27,7 +27,6 @@ last step repeated, as `write_robomimic_hdf5` does; a source whose last
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,7 +36,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from t2r.atomic import fsync_directory, fsync_file, temporary_path_for
 from t2r.data.convert.common import (
     IMAGE_FORMATS_KEY,
     PRIVATE_KEYS,
@@ -270,7 +268,7 @@ def write_robomimic_episodes(
     Every episode must map to the same layout as the first. The demos are held in
     memory until written (as `write_robomimic_hdf5` takes them).
     """
-    from t2r.robomimic.hdf5 import Demo, write_robomimic_hdf5
+    from t2r.robomimic.hdf5 import Demo, atomic_file, write_robomimic_hdf5
 
     final = Path(path)
     losses = losses or Losses(str(final))
@@ -334,8 +332,7 @@ def write_robomimic_episodes(
         env_args = {}
     if not isinstance(env_args, Mapping):
         env_args = {"env_args": env_args}
-    tmp = temporary_path_for(final)
-    try:
+    with atomic_file(final) as tmp:
         write_robomimic_hdf5(tmp, demos, env_args, masks=masks, compression=compression)
         with h5py.File(tmp, "a") as f:
             data = f["data"]
@@ -348,11 +345,4 @@ def write_robomimic_episodes(
                     group.attrs[TEXT_ATTR] = json.dumps(text)
                 if meta:
                     group.attrs[METADATA_ATTR] = json.dumps(jsonable(meta, "metadata", losses))
-        fsync_file(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(final.parent if str(final.parent) else Path("."))
     return final
