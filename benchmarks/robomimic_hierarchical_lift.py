@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
-from typing import Any
 
 import torch
 
+from robomimic_offline_rl_lift import run, write_results
 from t2r.robomimic.config import Config, default_config
-from t2r.robomimic.training import evaluate_checkpoint, train
 
 LIFT_KEYS = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
 ALGOS = ("hbc", "iris")
@@ -66,33 +63,6 @@ def config_for(algo: str, args: argparse.Namespace) -> Config:
     return config
 
 
-def run(algo: str, args: argparse.Namespace) -> dict[str, Any]:
-    config = config_for(algo, args)
-    out = Path(args.output_dir) / algo
-    start = time.perf_counter()
-    summary = train(config, args.dataset, out, device="cpu", show_progress=False)
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    result = evaluate_checkpoint(
-        out,
-        n_rollouts=args.n_rollouts,
-        horizon=args.horizon,
-        seed=args.seed,
-        dataset=args.dataset,
-        show_progress=False,
-    )
-    eval_seconds = time.perf_counter() - start
-    return {
-        "algo": algo,
-        "updates": summary.global_step,
-        "success_rate": result["Success_Rate"],
-        "num_success": result.get("Num_Success"),
-        "mean_horizon": result.get("Horizon"),
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="runs/lift_mixed.hdf5")
@@ -112,17 +82,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = []
     for algo in args.algos:
-        results.append(run(algo, args))
+        results.append(run(algo, config_for(algo, args), args))
         print(json.dumps(results[-1]), flush=True)
-    path = Path(args.output_dir) / f"results_{'_'.join(args.algos)}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n| algo | updates | success ({args.n_rollouts} rollouts) | train s | eval s |")
-    print("|---|---:|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r['algo']} | {r['updates']} | {r['success_rate']:.2f} | "
-            f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |"
-        )
+    write_results(results, args)
 
 
 if __name__ == "__main__":

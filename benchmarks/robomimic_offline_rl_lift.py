@@ -58,8 +58,8 @@ def config_for(algo: str, epochs: int, steps_per_epoch: int, batch_size: int) ->
     return config
 
 
-def run(algo: str, args: argparse.Namespace) -> dict[str, Any]:
-    config = config_for(algo, args.epochs, args.steps_per_epoch, args.batch_size)
+def run(algo: str, config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Trains `config` on ``args.dataset``, rolls its export out, returns the numbers."""
     out = Path(args.output_dir) / algo
     start = time.perf_counter()
     summary = train(config, args.dataset, out, device="cpu", show_progress=False)
@@ -101,8 +101,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = []
     for algo in args.algos:
-        results.append(run(algo, args))
+        config = config_for(algo, args.epochs, args.steps_per_epoch, args.batch_size)
+        results.append(run(algo, config, args))
         print(json.dumps(results[-1]), flush=True)
+    write_results(results, args)
+
+
+def write_results(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Writes ``<output_dir>/results_<algos>.json`` and prints the markdown table."""
     path = Path(args.output_dir) / f"results_{'_'.join(args.algos)}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n| algo | updates | success ({args.n_rollouts} rollouts) | train s | eval s |")

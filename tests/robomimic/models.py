@@ -17,6 +17,7 @@ import torch
 from t2r import specs
 from t2r.robomimic.config import Config, default_config
 from t2r.robomimic.model import AlgoModel
+from t2r.robomimic.rollout_policy import RolloutPolicy
 
 LOW_DIM_SHAPES = {"robot0_eef_pos": (3,), "object": (4,)}
 IMAGE_SHAPES = {**LOW_DIM_SHAPES, "agentview_image": (20, 20, 3)}
@@ -311,6 +312,19 @@ HIERARCHICAL_VARIANTS = (
     "iris_bcq_gmm",  # BCQ with a GMM action sampler as the value
     "iris_distributional",  # BCQ with a distributional critic as the value
 )
+
+
+def episode_actions(policy: RolloutPolicy, steps: int, image: bool = False) -> np.ndarray:
+    """The actions `policy` takes in `steps` steps of ToyReachEnv from seed 7."""
+    env = ToyReachEnv(image=image)
+    obs, _ = env.reset(seed=7)
+    policy.start_episode()
+    actions = []
+    for _ in range(steps):
+        action = policy(obs)
+        actions.append(action)
+        obs, _, _, _, _ = env.step(action)
+    return np.stack(actions)
 
 
 def _tiny_planner(planner: Config, vae: bool) -> None:

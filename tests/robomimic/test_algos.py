@@ -27,6 +27,7 @@ from .models import (
     VARIANTS,
     LinearDemoInput,
     ToyReachEnv,
+    episode_actions,
     tiny_config,
 )
 
@@ -398,18 +399,6 @@ def _train(model, model_dir, steps, image=False):
     )
 
 
-def _episode(policy: RolloutPolicy, steps: int, image: bool = False) -> np.ndarray:
-    env = ToyReachEnv(image=image)
-    obs, _ = env.reset(seed=7)
-    policy.start_episode()
-    actions = []
-    for _ in range(steps):
-        action = policy(obs)
-        actions.append(action)
-        obs, _, _, _, _ = env.step(action)
-    return np.stack(actions)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     def make() -> AlgoModel:
@@ -437,13 +426,13 @@ def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
     assert predictor.restore()
     steps = 2 * SEQ + 1  # past BC-RNN's horizon and the transformer's window
-    live = _episode(RolloutPolicy(model, seed=3), steps)
-    exported = _episode(RolloutPolicy(predictor, seed=3), steps)
+    live = episode_actions(RolloutPolicy(model, seed=3), steps)
+    exported = episode_actions(RolloutPolicy(predictor, seed=3), steps)
     assert live.shape == (steps, AC_DIM) and np.isfinite(live).all()
     np.testing.assert_allclose(exported, live, rtol=1e-5, atol=1e-5)
     # The Algo itself (robomimic's RolloutPolicy case) acts the same.
     np.testing.assert_allclose(
-        _episode(RolloutPolicy(model.algo, seed=3), steps), live, rtol=0, atol=0
+        episode_actions(RolloutPolicy(model.algo, seed=3), steps), live, rtol=0, atol=0
     )
 
 
@@ -470,9 +459,9 @@ def test_an_image_policy_resumes_bitwise_exports_and_rolls_out(tmp_path):
     predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
     assert predictor.restore()
     assert predictor.get_feature_specification()["obs/agentview_image"].dtype == torch.uint8
-    live = _episode(RolloutPolicy(model, seed=0), 3, image=True)
+    live = episode_actions(RolloutPolicy(model, seed=0), 3, image=True)
     np.testing.assert_allclose(
-        _episode(RolloutPolicy(predictor, seed=0), 3, image=True), live, atol=1e-5
+        episode_actions(RolloutPolicy(predictor, seed=0), 3, image=True), live, atol=1e-5
     )
 
 
@@ -493,16 +482,18 @@ def test_normalization_travels_with_the_model_and_its_export(tmp_path):
         obs_normalization_stats=obs_stats,
         action_normalization_stats=action_stats,
     ).eval()
-    live = _episode(RolloutPolicy(model, seed=1), 3)
+    live = episode_actions(RolloutPolicy(model, seed=1), 3)
     # robomimic's way: the Algo plus the stats.
-    by_algo = _episode(RolloutPolicy(model.algo, obs_stats, action_stats, seed=1), 3)
+    by_algo = episode_actions(RolloutPolicy(model.algo, obs_stats, action_stats, seed=1), 3)
     np.testing.assert_allclose(by_algo, live, rtol=1e-6, atol=1e-6)
     # Without the stats the actions differ (they are used).
-    assert not np.allclose(_episode(RolloutPolicy(model.algo, seed=1), 3), live)
+    assert not np.allclose(episode_actions(RolloutPolicy(model.algo, seed=1), 3), live)
     export_saved_model(model, tmp_path, global_step=0)
     predictor = ExportedModelPredictor(tmp_path, timeout=0)
     assert predictor.restore()
-    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=1), 3), live, atol=1e-5)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(predictor, seed=1), 3), live, atol=1e-5
+    )
     with pytest.raises(ValueError, match="applies its model's normalization itself"):
         RolloutPolicy(predictor, obs_normalization_stats=obs_stats)
 
@@ -549,8 +540,10 @@ def test_bc_vae_prior_options_train_and_export(prior, tmp_path):
     export_saved_model(model, tmp_path, global_step=2)
     predictor = ExportedModelPredictor(tmp_path, timeout=0)
     assert predictor.restore()
-    live = _episode(RolloutPolicy(model, seed=5), 3)
-    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=5), 3), live, atol=1e-5)
+    live = episode_actions(RolloutPolicy(model, seed=5), 3)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(predictor, seed=5), 3), live, atol=1e-5
+    )
 
 
 def test_vae_kl_to_the_unit_normal_is_the_closed_form():
@@ -650,8 +643,10 @@ def test_open_loop_bc_rnn_acts_on_the_chunks_first_observation(tmp_path):
     export_saved_model(model, tmp_path / "export", global_step=2)
     predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
     assert predictor.restore()
-    live = _episode(RolloutPolicy(model, seed=0), 2 * SEQ)
-    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=0), 2 * SEQ), live, atol=1e-5)
+    live = episode_actions(RolloutPolicy(model, seed=0), 2 * SEQ)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(predictor, seed=0), 2 * SEQ), live, atol=1e-5
+    )
 
 
 def test_gaussian_and_gmm_heads_follow_robomimics_formulas():
@@ -794,7 +789,7 @@ def test_training_after_a_rollout_trains_in_train_mode():
     model = AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM).train()
     features, labels = LinearDemoInput().draw(torch.Generator().manual_seed(0))
     optimizer = model.create_optimizer()
-    _episode(RolloutPolicy(model, seed=0), 2)  # start_episode: the Algo's nets in eval mode
+    episode_actions(RolloutPolicy(model, seed=0), 2)  # start_episode: the Algo's nets in eval mode
     assert not model.nets.training
     model.train_step(features, labels, optimizer)
     assert model.nets.training
@@ -810,8 +805,10 @@ def test_a_checkpoint_predictor_serves_the_rollout_policy_too(tmp_path):
         AlgoModel(tiny_config("bc_rnn_gmm"), LOW_DIM_SHAPES, AC_DIM), tmp_path, timeout=0
     )
     assert predictor.restore()
-    live = _episode(RolloutPolicy(model.eval(), seed=2), 2 * SEQ)
-    np.testing.assert_allclose(_episode(RolloutPolicy(predictor, seed=2), 2 * SEQ), live, atol=1e-5)
+    live = episode_actions(RolloutPolicy(model.eval(), seed=2), 2 * SEQ)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(predictor, seed=2), 2 * SEQ), live, atol=1e-5
+    )
 
 
 def test_batched_observations_act_per_environment(tmp_path):

@@ -33,8 +33,8 @@ from .models import (
     AC_DIM,
     LOW_DIM_SHAPES,
     SEQ,
-    ToyReachEnv,
     TransitionInput,
+    episode_actions,
     tiny_hierarchical_config,
 )
 from .models import (
@@ -306,18 +306,6 @@ def _train(model, model_dir, steps):
     )
 
 
-def _episode(policy: RolloutPolicy, steps: int) -> np.ndarray:
-    env = ToyReachEnv()
-    obs, _ = env.reset(seed=7)
-    policy.start_episode()
-    actions = []
-    for _ in range(steps):
-        action = policy(obs)
-        actions.append(action)
-        obs, _, _, _, _ = env.step(action)
-    return np.stack(actions)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_hierarchical_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     def make() -> AlgoModel:
@@ -351,11 +339,13 @@ def test_every_hierarchical_variant_trains_resumes_exports_and_rolls_out(variant
     assert predictor.restore()
     state_spec = [k for k in predictor.get_feature_specification() if "network_state" in k]
     assert any("subgoal_step" in k for k in state_spec) and any("actor/h" in k for k in state_spec)
-    live = _episode(RolloutPolicy(model, seed=3), 5)
-    exported = _episode(RolloutPolicy(predictor, seed=3), 5)
+    live = episode_actions(RolloutPolicy(model, seed=3), 5)
+    exported = episode_actions(RolloutPolicy(predictor, seed=3), 5)
     assert live.shape == (5, AC_DIM) and np.isfinite(live).all()
     np.testing.assert_allclose(exported, live, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_episode(RolloutPolicy(model.algo, seed=3), 5), live, rtol=0, atol=0)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(model.algo, seed=3), 5), live, rtol=0, atol=0
+    )
 
 
 # ------------------------------------------- t2r robomimic train from the templates

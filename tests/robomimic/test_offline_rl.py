@@ -24,8 +24,8 @@ from .models import (
     AC_DIM,
     LOW_DIM_SHAPES,
     RL_VARIANTS,
-    ToyReachEnv,
     TransitionInput,
+    episode_actions,
     tiny_rl_config,
 )
 
@@ -376,18 +376,6 @@ def _train(model, model_dir, steps):
     )
 
 
-def _episode(policy: RolloutPolicy, steps: int) -> np.ndarray:
-    env = ToyReachEnv()
-    obs, _ = env.reset(seed=7)
-    policy.start_episode()
-    actions = []
-    for _ in range(steps):
-        action = policy(obs)
-        actions.append(action)
-        obs, _, _, _, _ = env.step(action)
-    return np.stack(actions)
-
-
 @pytest.mark.parametrize("variant", RL_VARIANTS)
 def test_every_offline_rl_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
     def make() -> AlgoModel:
@@ -421,11 +409,13 @@ def test_every_offline_rl_variant_trains_resumes_exports_and_rolls_out(variant, 
     export_saved_model(model, tmp_path / "export", global_step=6)
     predictor = ExportedModelPredictor(tmp_path / "export", timeout=0)
     assert predictor.restore()
-    live = _episode(RolloutPolicy(model, seed=3), 5)
-    exported = _episode(RolloutPolicy(predictor, seed=3), 5)
+    live = episode_actions(RolloutPolicy(model, seed=3), 5)
+    exported = episode_actions(RolloutPolicy(predictor, seed=3), 5)
     assert live.shape == (5, AC_DIM) and np.isfinite(live).all()
     np.testing.assert_allclose(exported, live, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_episode(RolloutPolicy(model.algo, seed=3), 5), live, rtol=0, atol=0)
+    np.testing.assert_allclose(
+        episode_actions(RolloutPolicy(model.algo, seed=3), 5), live, rtol=0, atol=0
+    )
 
 
 def test_target_networks_stay_in_eval_mode_while_training():
