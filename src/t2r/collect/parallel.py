@@ -183,6 +183,17 @@ def check_report(report: CollectReport) -> None:
         raise CollectError("Collection lost or duplicated episodes: " + "; ".join(problems) + ".")
 
 
+def ordered_shards(shards: Sequence[CollectShard], collector: str) -> list[CollectShard]:
+    """`shards` sorted by index; raises ValueError unless the indices are 0..n-1."""
+    shards = sorted(shards, key=lambda s: s.index)
+    if [s.index for s in shards] != list(range(len(shards))):
+        raise ValueError(
+            f"{collector}: shard indices must be 0..{len(shards) - 1}, got "
+            f"{[s.index for s in shards]}."
+        )
+    return shards
+
+
 def remove_temporaries(root_dir: str | os.PathLike[str], pids: Iterable[int]) -> list[str]:
     """Removes the temporary files (`t2r.atomic.temporary_path_for`) of `pids` under `root_dir`.
 
@@ -251,12 +262,7 @@ class ProcessCollector:
 
     def collect(self, collect_fn: CollectFn, shards: Sequence[CollectShard]) -> CollectReport:
         """Runs `collect_fn` on every shard; raises CollectError on any failure."""
-        shards = sorted(shards, key=lambda s: s.index)
-        if [s.index for s in shards] != list(range(len(shards))):
-            raise ValueError(
-                f"ProcessCollector: shard indices must be 0..{len(shards) - 1}, got "
-                f"{[s.index for s in shards]}."
-            )
+        shards = ordered_shards(shards, "ProcessCollector")
         context = multiprocessing.get_context("spawn")
         counter = context.Value("l", 0)
         results = context.Queue()

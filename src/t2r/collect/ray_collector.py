@@ -57,6 +57,7 @@ from t2r.collect.parallel import (
     CollectReport,
     CollectShard,
     check_report,
+    ordered_shards,
     remove_temporaries,
 )
 from t2r.collect.replay_writer import recover_replay_directory
@@ -369,12 +370,7 @@ class RayCollector:
     # ------------------------------------------------------------- finite
     def collect(self, collect_fn: CollectFn, shards: Sequence[CollectShard]) -> CollectReport:
         """Runs `collect_fn` on every shard on the actors; raises CollectError on any failure."""
-        shards = sorted(shards, key=lambda s: s.index)
-        if [s.index for s in shards] != list(range(len(shards))):
-            raise ValueError(
-                f"RayCollector: shard indices must be 0..{len(shards) - 1}, got "
-                f"{[s.index for s in shards]}."
-            )
+        shards = ordered_shards(shards, "RayCollector")
         if not shards:
             raise ValueError("RayCollector.collect needs at least one shard.")
         with ray_session(self.address, self.num_cpus):

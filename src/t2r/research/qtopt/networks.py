@@ -45,19 +45,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from t2r.research.qtopt.actions import ACTION_FEATURE_SIZES
+
 __all__ = ["DEFAULT_GRASP_PARAM_BLOCKS", "Grasping44"]
 
 #: T2R's ``grasp_param_names`` of the E2E open/close/terminate/gripper-status/height model,
 #: in the order of the concatenated grasp params: (block name, size).
-DEFAULT_GRASP_PARAM_BLOCKS: tuple[tuple[str, int], ...] = (
-    ("world_vector", 3),
-    ("vertical_rotation", 2),
-    ("close_gripper", 1),
-    ("open_gripper", 1),
-    ("terminate_episode", 1),
-    ("gripper_closed", 1),
-    ("height_to_bottom", 1),
-)
+#: The same table as the critic's action features (`t2r.research.qtopt.actions`).
+DEFAULT_GRASP_PARAM_BLOCKS: tuple[tuple[str, int], ...] = ACTION_FEATURE_SIZES
 
 
 def _init_truncated_normal(module: nn.Module, stddev: float) -> None:
