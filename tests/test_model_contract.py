@@ -77,7 +77,12 @@ def _assert_unchanged(before: dict[str, torch.Tensor], struct, what: str) -> Non
 def test_the_registry_finds_every_model():
     names = {cls.__qualname__ for cls in MODELS}
     assert len(MODELS) >= MIN_MODELS, sorted(names)
-    assert {"PoseEnvRegressionModel", "PoseEnvContinuousMCModel", "TinyRegression"} <= names
+    assert {
+        "PoseEnvRegressionModel",
+        "PoseEnvContinuousMCModel",
+        "TinyRegression",
+        "BCZModel",
+    } <= names
 
 
 def test_the_registry_fails_on_an_import_error(tmp_path, monkeypatch):
