@@ -84,3 +84,10 @@ def grasp_env(**kwargs: Any) -> Any:
         return module.GraspEnv(**kwargs)
     except pose_env.RenderBackendError as error:
         skip_or_fail(str(error))
+
+
+def wtl_env(**kwargs: Any) -> Any:
+    """A `WatchTryLearnEnv(**kwargs)`, or skip_or_fail without MuJoCo (it renders only
+    on request, so no offscreen renderer is needed)."""
+    module = needs_module("t2r.research.wtl.wtl_env")
+    return module.WatchTryLearnEnv(**kwargs)
