@@ -740,6 +740,15 @@ class ParseTFExampleFn:
         return self._label_outputs is not None
 
     @property
+    def example_nbytes(self) -> int:
+        """Bytes one parsed example takes in a batch (a sequence counted as one step)."""
+        total = 0
+        for plan in self._plans.values():
+            for field in [*plan.context, *plan.sequences]:
+                total += math.prod(field.item_shape) * field.np_dtype.itemsize
+        return total
+
+    @property
     def decodes_images(self) -> bool:
         """Whether any spec is an encoded image this fn decodes (the costly part)."""
         return any(

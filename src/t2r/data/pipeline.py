@@ -173,6 +173,11 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         start_batch: (repeating streams) begin at this batch of this rank's
             stream, as if that many batches had been read; see
             :meth:`BatchIterable.iter_from`.
+        batches_per_transfer: in a DataLoader worker, send this many consecutive
+            batches as one item (a ``_BatchGroup``), so that the DataLoader's
+            per-item cost (its queues, a few hundred microseconds) is paid once
+            for all of them; :class:`BatchIterable` puts the batches back in the
+            stream's order, which does not depend on this number.
     """
 
     def __init__(
@@ -198,12 +203,15 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         recycle_buffers: int = 4,
         refresh_secs: float | None = None,
         start_batch: int = 0,
+        batches_per_transfer: int = 1,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         if start_batch < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}.")
+        if batches_per_transfer < 1:
+            raise ValueError(f"batches_per_transfer must be >= 1, got {batches_per_transfer}.")
 
         def as_source(value: DataSource | Sequence[str]) -> DataSource:
             if isinstance(value, DataSource):
@@ -247,6 +255,7 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         self.recycle_buffers = int(recycle_buffers)
         self.refresh_secs = refresh_secs
         self.start_batch = int(start_batch)
+        self.batches_per_transfer = int(batches_per_transfer)
         self._pool: _SlotPool | None = None
         self._local = ReadStats()
         self._flushed = ReadStats()
@@ -576,6 +585,28 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         return copy.copy(self)._run()
 
     def _run(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        size = self.batches_per_transfer
+        if info is None or size <= 1:
+            yield from self._shard_batches()
+            return
+        # A worker sends its batches ``size`` at a time. Batches made before an
+        # error reach the main process first; the error comes with the next item.
+        group: list[Any] = []
+        try:
+            for batch in self._shard_batches():
+                group.append(batch)
+                if len(group) == size:
+                    yield _BatchGroup(info.id, info.num_workers, group)
+                    group = []
+        except Exception:  # not GeneratorExit: a closed generator yields nothing more
+            if group:
+                yield _BatchGroup(info.id, info.num_workers, group)
+            raise
+        if group:
+            yield _BatchGroup(info.id, info.num_workers, group)
+
+    def _shard_batches(self) -> Iterator[Any]:
         shard, logical, workers = self._shard()
         in_worker = torch.utils.data.get_worker_info() is not None
         recycle = (
@@ -781,6 +812,72 @@ class _Receiver:
         return features, labels
 
 
+class _BatchGroup:
+    """Consecutive batches of one DataLoader worker, sent to the main process as one item."""
+
+    __slots__ = ("batches", "worker", "workers")
+
+    def __init__(self, worker: int, workers: int, batches: list[Any]) -> None:
+        self.worker = worker
+        self.workers = workers
+        self.batches = batches
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.worker, self.workers, self.batches)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.worker, self.workers, self.batches = state
+
+
+_END = object()
+
+
+def _ungroup(items: Iterator[Any]) -> Iterator[Any]:
+    """The batches of a DataLoader's items in stream order, ``_BatchGroup`` or not.
+
+    The DataLoader hands out one item from each live worker in turn (worker ids
+    increasing within a round). Ungrouped, round ``r`` holds batch ``r`` of each
+    worker; so for a round of groups of ``G`` batches this yields batch ``j`` of
+    every group, worker by worker, for ``j`` in ``0..G-1``: the order the same
+    workers give one batch at a time. A round ends at the last worker, or when
+    the next item comes from a worker already seen (some have finished: it is
+    kept for the next round). An error while a round is collected is raised
+    after the round's batches.
+    """
+    lookahead: Any = _END
+    while True:
+        if lookahead is not _END:
+            first, lookahead = lookahead, _END
+        else:
+            first = next(items, _END)
+            if first is _END:
+                return
+        if not isinstance(first, _BatchGroup):
+            yield first
+            continue
+        groups = [first]
+        error: BaseException | None = None
+        while groups[-1].worker < groups[-1].workers - 1:
+            try:
+                item = next(items, _END)
+            except Exception as e:
+                error = e
+                break
+            if item is _END:
+                break
+            if not isinstance(item, _BatchGroup) or item.worker <= groups[-1].worker:
+                lookahead = item
+                break
+            groups.append(item)
+        for j in range(max(len(group.batches) for group in groups)):
+            for group in groups:
+                if j < len(group.batches):
+                    yield group.batches[j]
+        groups = []
+        if error is not None:
+            raise error
+
+
 def _pin(struct: TensorSpecStruct) -> TensorSpecStruct:
     return TensorSpecStruct(
         (key, value.pin_memory() if isinstance(value, torch.Tensor) else value)
@@ -932,8 +1029,9 @@ class BatchIterable:
         prefetcher = None
         if self.prefetch > 0:
             iterator = prefetcher = _PrefetchThread(iterator, self.prefetch)
+        loader_iterator = iterator
         try:
-            for batch in iterator:
+            for batch in _ungroup(iterator):
                 if isinstance(batch, _SlotBatch):
                     batch = receiver.materialize(batch)
                 elif isinstance(batch, list):
@@ -946,7 +1044,7 @@ class BatchIterable:
             # A worker error leaves the DataLoader iterator in a reference cycle with
             # the traceback; collected later, its queues may be finalized before it
             # and the workers' shutdown waits out a 5 s timeout. Stop them now.
-            shutdown = getattr(iterator, "_shutdown_workers", None)
+            shutdown = getattr(loader_iterator, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()
             raise
