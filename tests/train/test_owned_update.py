@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _train(model_dir, model, steps, **kwargs):
     kwargs.setdefault("show_progress", False)
+    # The CPU: these tests compare against CPU tensors and a gloo torchrun run bitwise.
+    kwargs.setdefault("device", "cpu")
     return train_eval_model(
         model, TransitionInput(), max_train_steps=steps, model_dir=model_dir, **kwargs
     )

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from t2r import specs
 from t2r.data import TFRecordWriter, create_serialize_tf_example_fn
 from t2r.train import list_checkpoints
+from t2r.train.distributed import resolve_device
 
 from .torchrun import run_two_processes
 
@@ -56,3 +57,12 @@ def test_two_process_training_keeps_ranks_identical_on_disjoint_data(tmp_path):
     checkpoint = list_checkpoints(model_dir)[-1]
     saved = load_file(str(checkpoint.path / "model.safetensors"))
     assert all(torch.equal(saved[k], w0[k]) for k in w0)
+
+
+def test_auto_device_refuses_more_local_ranks_than_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto", local_rank=0) == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"Local rank 1 needs CUDA device 1, but this node has 1"):
+        resolve_device("auto", local_rank=1)
+    assert resolve_device("cpu", local_rank=1) == torch.device("cpu")

@@ -44,6 +44,15 @@ def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.dev
     resolved = torch.device(device)
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
+        # torchrun with more processes per node than GPUs would otherwise fail deep
+        # inside CUDA or NCCL ("invalid device ordinal", "Duplicate GPU detected").
+        available = torch.cuda.device_count()
+        if resolved.index >= available:
+            raise ValueError(
+                f"Local rank {local_rank} needs CUDA device {resolved.index}, but this "
+                f"node has {available}: start at most {available} process(es) per node "
+                "(torchrun --nproc_per_node) or train on device='cpu'."
+            )
     return resolved
 
 
