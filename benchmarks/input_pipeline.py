@@ -5,9 +5,11 @@ directory) and times ``DefaultRecordInputGenerator`` in TRAIN mode (shuffled,
 interleaved, repeated, batched, parsed, decoded):
 
 * **default**: ``DefaultRecordInputGenerator(pattern, batch_size)`` and nothing
-  else, as a user writes it (the workers it chooses, no seed);
-* each worker count of ``--workers`` (default 0 .. the CPUs), the best of which
-  is the **best** setting;
+  else, as a user writes it (the workers and batches per transfer it chooses,
+  no seed);
+* each worker count of ``--workers`` (default 0 .. the CPUs), and where the
+  generator sends several batches per transfer, the same count sending them one
+  by one; the best of these is the **best** setting;
 
 each beside the decode-only limit of the whole machine: plain simplejpeg loops,
 one process per CPU, decoding the same JPEG bytes, measured in between the
@@ -18,6 +20,10 @@ decode alone: the difference is the fixed cost per record (reading, shuffling,
 protobuf, batching), robust to a busy machine where rates are not. And for case
 (a) a training step that waits (``time.sleep``, as for an accelerator) a little
 longer than the pipeline needs per batch: the time the step then waits for data.
+Last, the CPU time per record of each stage in one thread (framing, the example
+stream, parsing with and without decoding) and, with the default workers, of
+the training process and of the workers (from /proc): on a shared machine these
+are the figures to compare (``--no-stages`` skips them).
 
 tf.data is not a dependency: its figures (from issue 18, same kind of records,
 batch 64, 2-core machine) are the reference in docs/benchmarks.md; when
@@ -34,11 +40,15 @@ Cases: (a) pose_env-like: 64x64 JPEG + 5 floats; (b) 256x256 JPEG + 7 floats;
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import dataclasses
 import datetime
+import glob
 import io
+import itertools
 import multiprocessing
+import os
 import platform
 import pstats
 import statistics
@@ -59,7 +69,10 @@ from t2r.data import (
     TFRecordWriter,
     create_serialize_tf_example_fn,
     read_tfrecord,
+    read_tfrecord_with_offsets,
 )
+from t2r.data.parsing import ParseTFExampleFn
+from t2r.data.pipeline import RecordBatchDataset
 from t2r.modes import ModeKeys
 from t2r.specs import ExtendedTensorSpec, TensorSpecStruct
 
@@ -171,8 +184,6 @@ def write_case(case: Case, directory: Path, num_files: int) -> str:
 
 
 def jpegs_of(pattern: str, case: Case) -> list[bytes]:
-    import glob
-
     out: list[bytes] = []
     for path in sorted(glob.glob(pattern)):
         for record in read_tfrecord(path):
@@ -256,6 +267,24 @@ def make_iterator(
     return iter(dataset), dataset.dataloader.num_workers
 
 
+def setting(workers: int, transfer: int) -> str:
+    """How a run's batches were made, for the tables."""
+    if workers == 0:
+        return "0 workers"
+    return f"{workers} worker{'s' if workers > 1 else ''}, {transfer} per transfer"
+
+
+def transfer_of(case: Case, batch_size: int, workers: int | None, **kwargs: Any) -> int:
+    """Batches per transfer the generator chooses (1 without workers)."""
+    if workers == 0:
+        return 1
+    if "batches_per_transfer" in kwargs:
+        return int(kwargs["batches_per_transfer"])
+    gen = DefaultRecordInputGenerator("unused", batch_size)
+    parse_fn = ParseTFExampleFn(case.feature_spec, case.label_spec)
+    return gen.resolve_batches_per_transfer(parse_fn)
+
+
 def measure(
     case: Case,
     pattern: str,
@@ -264,6 +293,7 @@ def measure(
     batch_size: int,
     seconds: float,
     windows: int = 6,
+    **kwargs: Any,
 ) -> tuple[float, float, int]:
     """(pipeline examples/s, decode-only limit examples/s, workers used), interleaved.
 
@@ -274,7 +304,7 @@ def measure(
     one).
     """
     iterator, used = make_iterator(
-        case, pattern, workers, batch_size, None if workers is None else 0
+        case, pattern, workers, batch_size, None if workers is None else 0, **kwargs
     )
     for _ in range(max(4, 4 * used)):  # start workers, fill buffers and queues
         next(iterator)
@@ -290,6 +320,25 @@ def measure(
         limits.append(decoders.images(min(0.5, seconds / windows)) / case.frames)
     del iterator
     return examples / pipeline_time, sum(limits) / len(limits), used
+
+
+def median_run(
+    case: Case,
+    pattern: str,
+    decoders: ParallelDecoders,
+    workers: int | None,
+    args: argparse.Namespace,
+    **kwargs: Any,
+) -> tuple[float, float, str]:
+    """(median ex/s, median decode-only limit, the setting used) over ``args.repeats`` runs."""
+    runs = [
+        measure(case, pattern, decoders, workers, args.batch_size, args.seconds, **kwargs)
+        for _ in range(args.repeats)
+    ]
+    rate = statistics.median(r for r, _, _ in runs)
+    limit = statistics.median(lim for _, lim, _ in runs)
+    transfer = transfer_of(case, args.batch_size, runs[0][2], **kwargs)
+    return rate, limit, setting(runs[0][2], transfer)
 
 
 def cpu_per_record(
@@ -319,6 +368,85 @@ def cpu_per_record(
         simplejpeg.decode_jpeg(data, "RGB", buffer=buffer)
     decode = (time.process_time() - began) / count * 1e6 * case.frames
     return pipeline, decode
+
+
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each child process of this one, from /proc."""
+    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
+    out = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            out[int(stat.split("/")[2])] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_split(
+    case: Case, pattern: str, batch_size: int, exclude: set[int], **kwargs: Any
+) -> tuple[float, float, str]:
+    """CPU us/record of the training process and of its workers, at the defaults
+    (or ``kwargs``), over about 4096 records (Linux only: /proc)."""
+    iterator, workers = make_iterator(case, pattern, None, batch_size, 0, **kwargs)
+    for _ in range(4 * max(1, workers)):
+        next(iterator)
+    time.sleep(0.2)
+    batches = max(64, 16384 // (batch_size * case.frames))
+    before = {p: t for p, t in _children_cpu().items() if p not in exclude}
+    main = time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    main = time.process_time() - main
+    after = _children_cpu()
+    children = sum(after.get(p, t) - t for p, t in before.items())
+    records = batches * batch_size
+    used = setting(workers, transfer_of(case, batch_size, workers, **kwargs))
+    del iterator
+    return main / records * 1e6, children / records * 1e6, used
+
+
+def stage_cpu(case: Case, pattern: str, batch_size: int, repeats: int = 3) -> dict[str, float]:
+    """CPU us/record of each stage in one thread (the minimum of ``repeats`` passes).
+
+    * framing: TFRecord framing and both crc32c of every record;
+    * stream: the TRAIN example stream (framing, 10 files interleaved, the
+      shuffle buffer), unparsed;
+    * parse w/o decode: parsing a batch of records held in memory, images left
+      encoded (protobuf, numbers, the batch buffer);
+    * parse: the same with JPEG decoding, as the pipeline runs it;
+    * decode: the plain simplejpeg loop of ``cpu_per_record``, for comparison.
+    """
+    files = sorted(glob.glob(pattern))
+    records = [r for f in files for _, r in read_tfrecord_with_offsets(f)]
+    count = len(records) // batch_size * batch_size
+    batches = [records[i : i + batch_size] for i in range(0, count, batch_size)]
+    parse = ParseTFExampleFn(case.feature_spec, case.label_spec)
+    encoded = ParseTFExampleFn(case.feature_spec, case.label_spec, decode_images=False)
+    dataset = RecordBatchDataset(
+        {"": files}, parse, batch_size, shuffle=True, repeat=True, drop_remainder=True
+    )
+    stream = dataset._examples(dataset._shard()[0], 0)
+
+    def framing() -> None:
+        for f in files:
+            collections.deque(read_tfrecord_with_offsets(f), maxlen=0)
+
+    stages: dict[str, Callable[[], None]] = {
+        "framing": framing,
+        "stream": lambda: collections.deque(itertools.islice(stream, count), maxlen=0),
+        "parse w/o decode": lambda: collections.deque(map(encoded, batches), maxlen=0),
+        "parse": lambda: collections.deque(map(parse, batches), maxlen=0),
+    }
+    times: dict[str, list[float]] = {name: [] for name in stages}
+    for _ in range(repeats):
+        for name, run in stages.items():
+            began = time.thread_time()
+            run()
+            times[name].append((time.thread_time() - began) / count * 1e6)
+    return {name: min(values) for name, values in times.items()}
 
 
 def step_wait(case: Case, pattern: str, batch_size: int, rate: float, steps: int = 200) -> str:
@@ -441,6 +569,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="keep the files here (default: temp)")
     parser.add_argument("--profile", default=None, help="cProfile the pipeline of one case")
     parser.add_argument("--tf", action="store_true", help="also time tf.data (if importable)")
+    parser.add_argument(
+        "--no-stages", action="store_true", help="skip the CPU time per stage and per process"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cpus = available_cpus()
@@ -464,35 +595,49 @@ def main() -> None:
         )
         rows = []
         details = []
+        stage_rows: list[str] = []
         for case in wanted:
             pattern = write_case(case, directory, args.files)
             jpegs = jpegs_of(pattern, case)
             decoders = ParallelDecoders(jpegs, cpus)
 
-            def median_run(workers: int | None) -> tuple[float, float, int]:
-                runs = [
-                    measure(case, pattern, decoders, workers, args.batch_size, args.seconds)  # noqa: B023
-                    for _ in range(args.repeats)
-                ]
-                rate = statistics.median(r for r, _, _ in runs)
-                limit = statistics.median(lim for _, lim, _ in runs)
-                return rate, limit, runs[0][2]
-
-            default = median_run(None)
-            sweep = {w: median_run(w) for w in worker_counts}
+            default = median_run(case, pattern, decoders, None, args)
+            sweep: dict[str, tuple[float, float]] = {}
+            for w in worker_counts:
+                rate, limit, used = median_run(case, pattern, decoders, w, args)
+                sweep[used] = (rate, limit)
+                if w > 0 and transfer_of(case, args.batch_size, w) > 1:
+                    one = median_run(case, pattern, decoders, w, args, batches_per_transfer=1)
+                    rate, limit, used = one
+                    sweep[used] = (rate, limit)
             decoders.close()
-            best_workers = max(sweep, key=lambda w: sweep[w][0] / sweep[w][1])
-            best = sweep[best_workers]
+            best_setting = max(sweep, key=lambda k: sweep[k][0] / sweep[k][1])
+            best = sweep[best_setting]
             pipeline_cpu, decode_cpu = cpu_per_record(case, pattern, jpegs, args.batch_size)
             rows.append(
-                f"| ({case.key}) {case.title} | {default[0]:,.0f} ({default[2]} workers) "
+                f"| ({case.key}) {case.title} | {default[0]:,.0f} ({default[2]}) "
                 f"| {default[1]:,.0f} | {default[0] / default[1]:.0%} "
-                f"| {best[0]:,.0f} ({best_workers} workers) | {best[0] / best[1]:.0%} "
+                f"| {best[0]:,.0f} ({best_setting}) | {best[0] / best[1]:.0%} "
                 f"| {pipeline_cpu:.1f} / {decode_cpu:.1f} / {pipeline_cpu - decode_cpu:.1f} |"
             )
-            for w, (rate, limit, _) in sweep.items():
+            for used, (rate, limit) in sweep.items():
                 details.append(
-                    f"| ({case.key}) | {w} | {rate:,.0f} | {limit:,.0f} | {rate / limit:.0%} |"
+                    f"| ({case.key}) | {used} | {rate:,.0f} | {limit:,.0f} | {rate / limit:.0%} |"
+                )
+            if not args.no_stages:
+                stages = stage_cpu(case, pattern, args.batch_size)
+                exclude = set(_children_cpu())
+                main_cpu, workers_cpu, used = cpu_split(case, pattern, args.batch_size, exclude)
+                split = [(used, main_cpu, workers_cpu)]
+                if "per transfer" in used and not used.endswith(" 1 per transfer"):
+                    one = cpu_split(case, pattern, args.batch_size, exclude, batches_per_transfer=1)
+                    split.append((one[2], one[0], one[1]))
+                stage_rows.append(
+                    f"| ({case.key}) | {stages['framing']:.1f} | {stages['stream']:.1f} "
+                    f"| {stages['parse w/o decode']:.1f} | {stages['parse']:.1f} "
+                    f"| {decode_cpu:.1f} | {pipeline_cpu:.1f} | "
+                    + "; ".join(f"{m:.1f} / {w:.1f} ({u})" for u, m, w in split)
+                    + " |"
                 )
             if case.key == "a":
                 wait = step_wait(case, pattern, args.batch_size, default[0])
@@ -506,9 +651,22 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|")
         print("\n".join(rows))
-        print("\n| case | workers | ex/s | decode-only limit ex/s | ratio |")
+        print("\n| case | setting | ex/s | decode-only limit ex/s | ratio |")
         print("|---|---|---|---|---|")
         print("\n".join(details))
+        if stage_rows:
+            print(
+                "\nCPU us/record by stage, one thread (min of 3 passes): framing; the TRAIN "
+                "example stream (framing included); parsing batches held in memory without and "
+                "with JPEG decoding; the decode alone; the whole pipeline. Then with workers: "
+                "training process / workers (the CPU time of both, per record)."
+            )
+            print(
+                "\n| case | framing | stream | parse w/o decode | parse | decode | pipeline "
+                "| with workers: main / workers |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+            print("\n".join(stage_rows))
 
 
 if __name__ == "__main__":
