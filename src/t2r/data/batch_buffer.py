@@ -8,6 +8,7 @@ the receiver rebuilds the tensors as views from a small layout description.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -105,12 +106,17 @@ def tensors_from_layout(owner: np.ndarray, layout: list[LayoutEntry]) -> TensorS
         if offset < 0:
             struct[path] = obj
             continue
-        dtype = np.dtype(np_name)
+        dtype, target = _dtypes(np_name, torch_name)
         size = math.prod(shape) * dtype.itemsize
         tensor = torch.from_numpy(owner[offset : offset + size].view(dtype).reshape(shape))
-        target = as_torch_dtype(torch_name)
         struct[path] = tensor if tensor.dtype == target else tensor.to(target)
     return struct
+
+
+@functools.cache
+def _dtypes(np_name: str, torch_name: str) -> tuple[np.dtype[Any], torch.dtype]:
+    """The numpy and torch dtypes a layout entry names (looked up once per pair)."""
+    return np.dtype(np_name), as_torch_dtype(torch_name)
 
 
 _TORCH_VIEW_DTYPES = {

@@ -33,7 +33,11 @@ A worker parses each batch into one shared-memory buffer and reuses a few such
 buffers: the main process gets the buffer once, then only a small message per
 batch, and a buffer is refilled only after the main process has dropped every
 tensor viewing it (see ``_SlotPool``). Held batches are never overwritten; if
-all buffers are held, a fresh one is used.
+all buffers are held, a fresh one is used. A worker may send several consecutive
+batches as one DataLoader item (``batches_per_transfer``, a ``_BatchGroup``):
+the DataLoader's cost per item is then paid once for all of them, and
+:class:`BatchIterable` yields the batches in the order the workers would have
+given them one at a time (``_ungroup``).
 """
 
 from __future__ import annotations
