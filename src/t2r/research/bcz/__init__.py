@@ -3,6 +3,12 @@ that predicts future waypoints. See ``docs/bcz.md``."""
 
 from __future__ import annotations
 
+from t2r.research.bcz.data import (
+    BCZInputGenerator,
+    BCZWaypointSource,
+    ParseBCZExamplesFn,
+    future_waypoints,
+)
 from t2r.research.bcz.model import (
     LANG_REACH_SIZE,
     PAPER_SIZE,
@@ -11,12 +17,19 @@ from t2r.research.bcz.model import (
     output_key,
 )
 from t2r.research.bcz.networks import MultiHeadMLP
+from t2r.research.bcz.policy import BCZPolicy, waypoint_moves
 
 __all__ = [
     "LANG_REACH_SIZE",
     "PAPER_SIZE",
+    "BCZInputGenerator",
     "BCZModel",
+    "BCZPolicy",
+    "BCZWaypointSource",
     "MultiHeadMLP",
+    "ParseBCZExamplesFn",
+    "future_waypoints",
     "label_key",
     "output_key",
+    "waypoint_moves",
 ]

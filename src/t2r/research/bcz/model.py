@@ -78,11 +78,11 @@ PAPER_SIZE: dict[str, Any] = dict(
     num_waypoints=10,
 )
 
-# What lang_reach_bcz.gin trains on a CPU: 64 px, ResNet-18 at a quarter width.
+# What lang_reach_bcz.gin trains on a CPU: 64 px, ResNet-18 at half width.
 LANG_REACH_SIZE: dict[str, Any] = dict(
     image_size=64,
     resnet_depth=18,
-    num_filters=16,
+    num_filters=32,
     fc_layers=(256, 256),
     num_waypoints=10,
 )
