@@ -11,7 +11,13 @@ import torch
 from t2r.data import ReadStats
 from t2r.data.rlds import write_rlds
 from t2r.modes import ModeKeys
-from t2r.research.bcz import BCZInputGenerator, BCZModel, BCZWaypointSource, future_waypoints
+from t2r.research.bcz import (
+    BCZInputGenerator,
+    BCZModel,
+    BCZWaypointSource,
+    future_stop_tokens,
+    future_waypoints,
+)
 from t2r.specs import ExtendedTensorSpec, SpecError, TensorSpecStruct
 
 
@@ -31,6 +37,16 @@ def test_future_waypoints_of_a_hand_built_episode() -> None:
         future_waypoints(np.zeros(3), 2)
     with pytest.raises(ValueError, match="num_waypoints must be >= 1, got 0"):
         future_waypoints(poses, 0)
+
+
+def test_stop_tokens_mark_the_waypoints_past_the_end() -> None:
+    # Episode of 3 steps, K = 3: step t's waypoint k is past the end when t + k > 2.
+    np.testing.assert_array_equal(
+        future_stop_tokens(3, 3)[..., 0], [[0, 0, 1], [0, 1, 1], [1, 1, 1]]
+    )
+    assert future_stop_tokens(1, 2).shape == (1, 2, 1) and future_stop_tokens(1, 2).all()
+    with pytest.raises(ValueError, match="must be >= 1, got 0 and 2"):
+        future_stop_tokens(0, 2)
 
 
 STEP_SPEC = TensorSpecStruct(
@@ -65,7 +81,7 @@ def write_episodes(directory: Path, lengths: list[int]) -> list[dict]:
 
 def test_examples_are_steps_with_waypoint_labels(tmp_path: Path) -> None:
     episodes = write_episodes(tmp_path, [4, 2])
-    model = BCZModel(num_waypoints=3)
+    model = BCZModel(num_waypoints=3, mask_stop_token=True)
     source = BCZWaypointSource(tmp_path, "train")
     parse = source.make_parse_fn(
         model.get_feature_specification_for_packing(ModeKeys.TRAIN),
@@ -86,6 +102,7 @@ def test_examples_are_steps_with_waypoint_labels(tmp_path: Path) -> None:
             steps["observation/natural_language_embedding"],
         )
         effector = steps["observation/effector"]
+        np.testing.assert_array_equal(labels["future/stop_token"].numpy(), future_stop_tokens(n, 3))
         for t in range(n):
             for k in range(3):
                 np.testing.assert_allclose(

@@ -163,3 +163,24 @@ def test_bad_arguments_are_named() -> None:
         BCZModel(action_components=(("xyz", 2, 1.0), ("xyz", 2, 1.0)))
     with pytest.raises(ValueError, match="num_waypoints must be >= 1"):
         BCZModel(num_waypoints=0)
+
+
+def test_the_stop_token_leaves_waypoints_past_the_end_out_of_the_loss() -> None:
+    """T2R's mask_stop_token: weights 1 - stop_token, mean over the kept elements."""
+    seed_everything(0)
+    model = BCZModel(num_waypoints=3, mask_stop_token=True).eval()
+    assert model.get_label_specification(ModeKeys.TRAIN)["future/stop_token"].shape == (3, 1)
+    features = _features(model, 2)
+    with torch.no_grad():
+        outputs = model.inference_network_fn(features, None, ModeKeys.EVAL)
+        label = outputs["xyz_residual"].clone()
+        label[0, 0] += 0.5  # kept: huber 0.125 on 2 elements
+        label[0, 1:] += 50.0  # past the end of example 0
+        label[1] += 50.0  # example 1 has ended
+        stop = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])[..., None]
+        labels = {"future/xyz_residual": label, "future/stop_token": stop}
+        loss, _ = model.model_train_fn(features, labels, outputs, ModeKeys.EVAL)
+        assert float(loss) == pytest.approx(100.0 * 0.125, rel=1e-5)
+        labels["future/stop_token"] = torch.ones(2, 3, 1)
+        loss, _ = model.model_train_fn(features, labels, outputs, ModeKeys.EVAL)
+        assert float(loss) == 0.0

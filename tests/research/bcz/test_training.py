@@ -30,7 +30,7 @@ def demos(tmp_path: Path) -> Path:
 def test_train_export_and_run_as_a_policy_in_lang_env(demos: Path, tmp_path: Path) -> None:
     from t2r.research.bcz.evaluate import main as evaluate_main
 
-    model = BCZModel(image_size=64, num_waypoints=4)
+    model = BCZModel(image_size=64, num_waypoints=4, mask_stop_token=True)
     model_dir = tmp_path / "model"
     metrics = train_eval_model(
         model,

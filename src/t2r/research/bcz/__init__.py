@@ -7,11 +7,13 @@ from t2r.research.bcz.data import (
     BCZInputGenerator,
     BCZWaypointSource,
     ParseBCZExamplesFn,
+    future_stop_tokens,
     future_waypoints,
 )
 from t2r.research.bcz.model import (
     LANG_REACH_SIZE,
     PAPER_SIZE,
+    STOP_TOKEN,
     BCZModel,
     label_key,
     output_key,
@@ -22,12 +24,14 @@ from t2r.research.bcz.policy import BCZPolicy, waypoint_moves
 __all__ = [
     "LANG_REACH_SIZE",
     "PAPER_SIZE",
+    "STOP_TOKEN",
     "BCZInputGenerator",
     "BCZModel",
     "BCZPolicy",
     "BCZWaypointSource",
     "MultiHeadMLP",
     "ParseBCZExamplesFn",
+    "future_stop_tokens",
     "future_waypoints",
     "label_key",
     "output_key",

@@ -7,8 +7,9 @@ example is one step t of an episode; its features are step t's values (image,
 language embedding), and a waypoint label is :func:`future_waypoints` of a pose
 feature stored per step (``observation/effector``): the poses at steps
 t+1 .. t+K minus the pose at t. Past the episode's last step the pose stays at
-the last step's (the robot has stopped; BC-Z's ``stop_token`` masking is not
-needed for a task whose episodes end where the robot rests).
+the last step's (the robot has stopped), and the label ``future/stop_token``
+(:func:`future_stop_tokens`, read by ``BCZModel(mask_stop_token=True)``) marks
+those waypoints so the loss can leave them out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from t2r.data.rlds import (
     RLDSSource,
     RLDSWindow,
 )
+from t2r.research.bcz.model import STOP_TOKEN
 from t2r.specs import SpecError, TensorSpecStruct, flatten_spec_structure, to_tensors
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "BCZInputGenerator",
     "BCZWaypointSource",
     "ParseBCZExamplesFn",
+    "future_stop_tokens",
     "future_waypoints",
 ]
 
@@ -54,12 +57,24 @@ def future_waypoints(poses: np.ndarray, num_waypoints: int) -> np.ndarray:
     return poses[index] - poses[:, None, :]
 
 
+def future_stop_tokens(num_steps: int, num_waypoints: int) -> np.ndarray:
+    """(n, K, 1) float32: ``[t, k - 1] = 1`` where step t + k lies past the last step n - 1."""
+    if num_steps < 1 or num_waypoints < 1:
+        raise ValueError(
+            f"future_stop_tokens: num_steps and num_waypoints must be >= 1, got "
+            f"{num_steps} and {num_waypoints}."
+        )
+    beyond = np.arange(num_steps)[:, None] + np.arange(1, num_waypoints + 1)[None, :]
+    return (beyond > num_steps - 1).astype(np.float32)[..., None]
+
+
 class ParseBCZExamplesFn:
     """``[RLDSWindow]`` (windows of one step) -> ``(features, labels)`` tensors.
 
     Label specs named in ``waypoint_sources`` (by path or spec name) get
     :func:`future_waypoints` of their pose feature, K and D from the spec's
-    ``(K, D)`` shape; every other spec is read as `ParseRLDSWindowsFn` reads a
+    ``(K, D)`` shape; ``future/stop_token`` (K, 1) gets :func:`future_stop_tokens`
+    of the episode's length; every other spec is read as `ParseRLDSWindowsFn` reads a
     step-shaped spec (step t's value). Picklable.
     """
 
@@ -74,8 +89,18 @@ class ParseBCZExamplesFn:
     ) -> None:
         self.label_spec = None if label_spec is None else flatten_spec_structure(label_spec)
         self._waypoints: list[tuple[str, str, int]] = []
+        self._stop_tokens: list[tuple[str, int]] = []
         others = TensorSpecStruct()
         for path, spec in (self.label_spec or {}).items():
+            if STOP_TOKEN in (path, spec.name):
+                shape = tuple(spec.shape or ())
+                if len(shape) != 2 or shape[1] != 1:
+                    raise SpecError(
+                        f"label {path!r}: the stop token has shape (K, 1), not {shape}.",
+                        name=spec.name,
+                    )
+                self._stop_tokens.append((path, int(shape[0])))
+                continue
             pose_key = waypoint_sources.get(path) or waypoint_sources.get(spec.name or "")
             if pose_key is None:
                 others[path] = spec
@@ -116,6 +141,10 @@ class ParseBCZExamplesFn:
                     future_waypoints(w.episode.step_values(pose_key), k)[w.step].astype(np.float32)
                     for w in examples
                 ]
+            )
+        for path, k in self._stop_tokens:
+            columns[path] = np.stack(
+                [future_stop_tokens(w.episode.num_steps, k)[w.step] for w in examples]
             )
         labels = to_tensors(columns, TensorSpecStruct((p, self.label_spec[p]) for p in columns))
         for path, value in flatten_spec_structure(others).items():

@@ -56,6 +56,7 @@ __all__ = [
     "IMAGE",
     "LANG_REACH_SIZE",
     "PAPER_SIZE",
+    "STOP_TOKEN",
     "ActionComponent",
     "BCZModel",
     "label_key",
@@ -64,6 +65,8 @@ __all__ = [
 
 IMAGE = "observation/image"
 EMBEDDING = "observation/natural_language_embedding"
+STOP_TOKEN = "future/stop_token"
+"""Label (K, 1) float32: 1 where the waypoint lies past the episode's end (T2R's name)."""
 
 ActionComponent = tuple[str, int, float]
 """(name, size, loss weight); the label is ``future/<name>_residual`` (K, size)."""
@@ -129,6 +132,9 @@ class BCZModel(AbstractT2RModel):
       ignore_task_embedding: no conditioning (T2R's baseline flag): the ResNet
         has no FiLM and the embedding is not read.
       loss: ``'huber'`` (T2R's default, delta 1) or ``'mse'``.
+      mask_stop_token: read the label ``future/stop_token`` (K, 1) and leave the
+        waypoints past the episode's end out of the loss (T2R's flag, default
+        False there too); the mean is then over the waypoints kept.
       condition_key: the feature holding the (E,) task embedding.
       **kwargs: `AbstractT2RModel` arguments (optimizer, ...).
     """
@@ -148,6 +154,7 @@ class BCZModel(AbstractT2RModel):
         task_embedding_noise_std: float | None = 0.1,
         ignore_task_embedding: bool = False,
         loss: str = "huber",
+        mask_stop_token: bool = False,
         condition_key: str = EMBEDDING,
         **kwargs: Any,
     ) -> None:
@@ -168,6 +175,7 @@ class BCZModel(AbstractT2RModel):
         self.task_embedding_noise_std = float(task_embedding_noise_std or 0.0)
         self.ignore_task_embedding = ignore_task_embedding
         self.loss_name = loss
+        self.mask_stop_token = mask_stop_token
         self.condition_key = condition_key
         self.tower = FiLMResNet(
             depth=resnet_depth,
@@ -200,7 +208,7 @@ class BCZModel(AbstractT2RModel):
         return specs.TensorSpecStruct(features)
 
     def get_label_specification(self, mode: str) -> specs.TensorSpecStruct:
-        return specs.TensorSpecStruct(
+        labels = specs.TensorSpecStruct(
             (
                 label_key(name),
                 specs.ExtendedTensorSpec(
@@ -209,6 +217,11 @@ class BCZModel(AbstractT2RModel):
             )
             for name, size, _ in self.action_components
         )
+        if self.mask_stop_token:
+            labels[STOP_TOKEN] = specs.ExtendedTensorSpec(
+                (self.num_waypoints, 1), torch.float32, name=STOP_TOKEN
+            )
+        return labels
 
     # -------------------------------------------------------------- network
     def condition_input(self, features: Mapping[str, Any], mode: str) -> torch.Tensor | None:
@@ -239,10 +252,20 @@ class BCZModel(AbstractT2RModel):
         return outputs
 
     # ----------------------------------------------------------- training
-    def _regression_loss(self, predicted: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def _regression_loss(
+        self, predicted: torch.Tensor, label: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean elementwise loss; with ``keep`` (broadcastable 0/1 weights) the sum over
+        the kept elements divided by their count (tf.losses' SUM_BY_NONZERO_WEIGHTS;
+        0 when none is kept)."""
         if self.loss_name == "huber":
-            return F.huber_loss(predicted, label, delta=1.0)
-        return F.mse_loss(predicted, label)
+            elementwise = F.huber_loss(predicted, label, delta=1.0, reduction="none")
+        else:
+            elementwise = F.mse_loss(predicted, label, reduction="none")
+        if keep is None:
+            return elementwise.mean()
+        weights = keep.expand_as(elementwise)
+        return (elementwise * weights).sum() / (weights != 0).sum().clamp(min=1)
 
     def model_train_fn(
         self,
@@ -256,15 +279,17 @@ class BCZModel(AbstractT2RModel):
         """Sum over components of ``weight * mean(loss(prediction - label))``.
 
         Train outputs: ``<name>_loss`` per component, ``first_<name>_error`` (the
-        same loss on the first waypoint only) and ``first_<name>_distance`` (mean
-        Euclidean error of the first waypoint, in the label's units).
+        same loss on the first waypoint only, unmasked as in T2R) and
+        ``first_<name>_distance`` (mean Euclidean error of the first waypoint, in
+        the label's units).
         """
         total = torch.zeros((), device=features[IMAGE].device)
         outputs: dict[str, Any] = {}
+        keep = 1.0 - labels[STOP_TOKEN].float() if self.mask_stop_token else None
         for name, _, weight in self.action_components:
             predicted = inference_outputs[output_key(name)].float()
             label = labels[label_key(name)].float()
-            loss = weight * self._regression_loss(predicted, label)
+            loss = weight * self._regression_loss(predicted, label, keep)
             total = total + loss
             outputs[f"{name}_loss"] = loss.detach()
             first_error = weight * self._regression_loss(predicted[:, 0], label[:, 0])
