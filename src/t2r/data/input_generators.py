@@ -577,7 +577,8 @@ class DefaultRecordInputGenerator(_RecordInputGenerator):
         compression: None, ``'GZIP'`` or ``'auto'`` (sniffed per file).
         decode_images: decode encoded images (else numpy arrays of bytes).
         prefetch_factor, persistent_workers, multiprocessing_context: passed to
-            the DataLoader (with workers). Without workers, a thread of the
+            the DataLoader (with workers; ``prefetch_factor`` then counts items
+            of ``batches_per_transfer`` batches). Without workers, a thread of the
             training process makes ``prefetch_factor`` batches ahead while the
             training step runs (no thread when None or 0, or with a preprocess_fn).
         pin_memory: hand out batches in pinned memory (when CUDA is available).
