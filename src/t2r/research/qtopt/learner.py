@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LEARNER_MODULE", "NETWORKS", "main", "make_critic", "parse_args", "train_learner"]
+__all__ = [
+    "LEARNER_MODULE",
+    "NETWORKS",
+    "die_with_parent",
+    "main",
+    "make_critic",
+    "parse_args",
+    "train_learner",
+]
 
 LEARNER_MODULE = "t2r.research.qtopt.learner"
 
@@ -147,7 +155,25 @@ def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -
     )
 
 
+def die_with_parent() -> bool:
+    """Asks Linux to SIGKILL this process when its parent (torchrun's agent) dies, however
+    it dies; True when set. Exits at once if the parent is already gone."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return False  # PR_SET_PDEATHSIG refused: torchrun's own shutdown still applies
+    if os.getppid() != parent:
+        raise SystemExit(f"{LEARNER_MODULE}: the parent process exited during start-up.")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun: never outlive the agent
+        die_with_parent()
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",

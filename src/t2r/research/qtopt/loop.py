@@ -480,9 +480,31 @@ def learner_command(config: QTOptConfig) -> list[str]:
     return command
 
 
+#: Runs as ``python -c _PARENT_GUARD <driver pid> <command ...>`` in front of torchrun:
+#: asks Linux to send torchrun SIGTERM when the driver dies, even by SIGKILL
+#: (``prctl(PR_SET_PDEATHSIG)``, kept across ``exec``; torchrun stops its workers on
+#: SIGTERM), gives up if the driver is already gone, then becomes the command. Plain
+#: ``python -c`` rather than a ``preexec_fn``: nothing runs between fork and exec in the
+#: threaded driver, and no module is imported.
+_PARENT_GUARD = """\
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("t2r qtopt: the driver exited before the learners started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _guarded(command: Sequence[str]) -> list[str]:
+    """`command` started through `_PARENT_GUARD`: it dies with this process."""
+    return [sys.executable, "-c", _PARENT_GUARD, str(os.getpid()), *command]
+
+
 @contextlib.contextmanager
 def _learner_process(config: QTOptConfig) -> Iterator[subprocess.Popen[bytes]]:
-    """torchrun in its own session (Ctrl-C reaches the driver, which stops it)."""
+    """torchrun in its own session (Ctrl-C reaches the driver, which stops it), tied to
+    the driver's life (`_PARENT_GUARD`): a SIGKILLed driver leaves no learner behind."""
     log_path = config.root / "logs" / "learner.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -490,7 +512,7 @@ def _learner_process(config: QTOptConfig) -> Iterator[subprocess.Popen[bytes]]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            learner_command(config),
+            _guarded(learner_command(config)),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
