@@ -64,6 +64,8 @@ def _qtopt(args: argparse.Namespace) -> int:
     config = loop.QTOptConfig(
         output_dir=args.output_dir,
         collectors=args.collectors,
+        updaters=args.updaters,
+        clipped_double_q=args.clipped_double_q,
         learners=args.learners,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -360,6 +362,14 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     )
     qtopt.add_argument("--output_dir", required=True, help="where everything goes")
     qtopt.add_argument("--collectors", type=int, default=2, help="collector Ray actors")
+    qtopt.add_argument(
+        "--updaters", type=int, default=1, help="Bellman updater Ray actors (replay files split)"
+    )
+    qtopt.add_argument(
+        "--clipped_double_q",
+        action="store_true",
+        help="Bellman targets from the min of the two newest lagged exports (QT-Opt's)",
+    )
     qtopt.add_argument("--learners", type=int, default=1, help="torchrun learner processes")
     qtopt.add_argument("--steps", type=int, default=2000, help="learner steps")
     qtopt.add_argument("--batch_size", type=int, default=32, help="learner batch per process")
@@ -369,8 +379,9 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     qtopt.add_argument(
         "--network",
         default="grasping44",
-        choices=["grasping44", "small"],
-        help="critic size: T2R's Grasping44, or a reduced one (32 filters, 2/2/1 convs) for CPUs",
+        choices=["grasping44", "small", "tiny"],
+        help="critic size: T2R's Grasping44, a reduced one (32 filters, 2/2/1 convs) for CPUs, "
+        "or a tiny one for smoke runs",
     )
     qtopt.add_argument("--export_every", type=int, default=100, help="steps between exports")
     qtopt.add_argument(

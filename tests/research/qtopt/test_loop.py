@@ -31,6 +31,7 @@ import sys
 from t2r.research.qtopt import loop
 config = loop.QTOptConfig(
     output_dir=sys.argv[1], collectors=2, learners=1, steps=int(sys.argv[2]), batch_size=4,
+    updaters=int(sys.argv[3]), clipped_double_q=sys.argv[4] == "1",
     image_size={IMAGE_SIZE}, max_episode_steps=3, network="small", cem_iters=2, cem_samples=8,
     num_elites=2, export_every=2, checkpoint_every=2, eval_episodes=2, random_eval_episodes=2,
     episodes_per_round=1, poll_secs=1.0, ray_num_cpus=1,
@@ -40,11 +41,11 @@ print("SUMMARY", summary["interrupted"], summary["final"].get("learner_step"))
 """
 
 
-def _start(output: Path, steps: int) -> subprocess.Popen[str]:
+def _start(output: Path, steps: int, updaters: int, clipped: bool) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(output), str(steps)],
+        [sys.executable, "-c", DRIVER, str(output), str(steps), str(updaters), str(int(clipped))],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -110,8 +111,10 @@ def started():
     """Starts drivers; kills what is left of them (their process group) after the test."""
     processes: list[subprocess.Popen[str]] = []
 
-    def start(output: Path, steps: int) -> subprocess.Popen[str]:
-        processes.append(_start(output, steps))
+    def start(
+        output: Path, steps: int, updaters: int = 1, clipped: bool = False
+    ) -> subprocess.Popen[str]:
+        processes.append(_start(output, steps, updaters, clipped))
         return processes[-1]
 
     yield start
@@ -167,11 +170,12 @@ def _check_replay(output: Path) -> None:
 @pytest.mark.slow
 def test_the_loop_runs_to_the_end_and_leaves_no_process(tmp_path, started):
     output = tmp_path / "qtopt"
-    process = started(output, steps=4)
+    process = started(output, steps=4, updaters=2, clipped=True)  # two updaters, clipped double Q
     seen = _watch(process, lambda: False)
     out = process.stdout.read() if process.stdout else ""
     assert process.wait() == 0, out[-4000:]
     assert "SUMMARY False 4" in out, out[-4000:]
+    assert "2 Bellman updater(s) (clipped double Q)" in out, out[-4000:]
     summary = json.loads((output / "summary.json").read_text())
     assert [e["step"] for e in summary["evals"]][-1] == 4  # the final export was evaluated
     assert summary["random_success"] != ""

@@ -46,10 +46,12 @@ __all__ = [
 LEARNER_MODULE = "t2r.research.qtopt.learner"
 
 #: Network sizes by name: T2R's Grasping44 (64 filters, 6/6/3 convs), and a
-#: reduced one (32 filters, 2/2/1 convs, about 8x cheaper) for CPU-bound runs.
+#: reduced one (32 filters, 2/2/1 convs, about 8x cheaper) for CPU-bound runs, and a
+#: tiny one (8 filters, one conv per stage) for tests and smoke runs.
 NETWORKS: dict[str, dict[str, Any]] = {
     "grasping44": {},
     "small": {"channels": 32, "num_convs": (2, 2, 1)},
+    "tiny": {"channels": 8, "num_convs": (1, 1, 1), "fc_size": 16, "action_embedding_size": 16},
 }
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ __all__ = [
     "evaluate_loop",
     "explore_prob",
     "learner_command",
+    "owns_replay_file",
     "run_qtopt",
 ]
 
@@ -108,6 +110,11 @@ class QTOptConfig:
     Attributes:
       output_dir: where everything goes (see the module docstring).
       collectors: collector actors.
+      updaters: Bellman updater actors; each labels its own share of the replay
+        files (`owns_replay_file`), so every transition is labelled by one.
+      clipped_double_q: QT-Opt's clipped double Q: the Bellman target's max is of
+        the minimum of two target critics, the newest and the second newest
+        lagged export (lagging the learner by one and two export intervals).
       learners: torchrun learner processes (``--nproc_per_node``).
       steps: learner steps in all; the loop ends when the learner reaches them.
       image_size, num_objects, max_episode_steps: the grasp env's.
@@ -142,6 +149,8 @@ class QTOptConfig:
 
     output_dir: str
     collectors: int = 2
+    updaters: int = 1
+    clipped_double_q: bool = False
     learners: int = 1
     steps: int = 2000
     image_size: int = 64
@@ -207,7 +216,14 @@ class QTOptConfig:
 
     def validate(self) -> None:
         problems = []
-        for name in ("collectors", "learners", "steps", "export_every", "checkpoint_every"):
+        for name in (
+            "collectors",
+            "updaters",
+            "learners",
+            "steps",
+            "export_every",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("explore_start", "explore_end", "random_explore_fraction", "gamma"):
@@ -317,13 +333,37 @@ def collect_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig)
             )
 
 
+def owns_replay_file(name: str, updater: int, updaters: int) -> bool:
+    """Whether Bellman updater `updater` (of `updaters`) labels the replay file `name`
+    (a base name): a CRC-32 of the name, modulo the updaters. Deterministic across
+    processes and hosts, no coordination: each file has exactly one updater."""
+    return zlib.crc32(name.encode("utf-8")) % updaters == updater
+
+
+def _second_target(export_dir: Path) -> Any:
+    """A predictor of the second newest complete version in `export_dir`: with the
+    newest one (`_predictor`), the two target critics of clipped double Q."""
+    from t2r.export import layout
+    from t2r.predictors import ExportedModelPredictor
+
+    class SecondNewestPredictor(ExportedModelPredictor):
+        def _usable(self, version: layout.ExportVersion) -> bool:
+            versions = layout.list_versions(export_dir)
+            return len(versions) < 2 or version.version < versions[-1].version
+
+    return SecondNewestPredictor(export_dir, timeout=0.0, wait_for_export_dir=True)
+
+
 def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:
-    """The Bellman updater actor: labels each replay file with the lagged target export
-    and writes it, under the same name, into ``labelled/`` (atomically).
+    """A Bellman updater actor (``shard.index`` of ``config.updaters``): labels each of
+    its replay files (`owns_replay_file`) with the lagged target export and writes it,
+    under the same name, into ``labelled/`` (atomically).
 
     New replay files first (newest first); with none, the file labelled with the
     oldest target is relabelled if the target moved since. A labelled file is
-    replaced in one rename, so the learner never sees a file twice or half.
+    replaced in one rename, so the learner never sees a file twice or half. With
+    ``config.clipped_double_q`` the target is the minimum of the newest and the
+    second newest lagged export (`BellmanLabeller`'s ``second_target_predictor``).
     """
     import torch
 
@@ -334,6 +374,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
 
     torch.set_num_threads(1)
     target = _predictor(config.lagged_export_dir)
+    second = _second_target(config.lagged_export_dir) if config.clipped_double_q else None
     labeller = BellmanLabeller(
         target,
         _critic(config),
@@ -342,6 +383,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
         cem_samples=config.cem_samples,
         num_elites=config.num_elites,
         seed=context.seed,
+        second_target_predictor=second,
     )
     source = ReplayDirectorySource(config.replay_pattern)
     config.labelled_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +391,13 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     while not context.should_stop():
         target.restore()
         version = int(target.global_step)
-        files = source.units()
+        if second is not None:
+            second.restore()
+        files = [
+            f
+            for f in source.units()
+            if owns_replay_file(os.path.basename(f), shard.index, config.updaters)
+        ]
         fresh = sorted(
             (f for f in files if os.path.basename(f) not in labelled_with),
             key=_mtime,
@@ -679,7 +727,10 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
                 updating = stack.enter_context(
                     collector.start(
                         functools.partial(bellman_update_loop, config=config),
-                        [CollectShard(0, 0, seed + 101, str(config.labelled_dir))],
+                        [
+                            CollectShard(i, 0, seed + 101 + i, str(config.labelled_dir))
+                            for i in range(config.updaters)
+                        ],
                     )
                 )
                 evaluating = stack.enter_context(
@@ -690,7 +741,8 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
                 )
                 learner = stack.enter_context(_learner_process(config))
                 echo(
-                    f"QT-Opt: {config.collectors} collector actors, 1 Bellman updater, 1 "
+                    f"QT-Opt: {config.collectors} collector actors, {config.updaters} Bellman "
+                    f"updater(s){' (clipped double Q)' if config.clipped_double_q else ''}, 1 "
                     f"evaluator (Ray, {share:g} CPU each), {config.learners} learner(s) under "
                     f"torchrun (pid {learner.pid}); output in {config.root}"
                 )
@@ -763,7 +815,7 @@ def _actor_share(config: QTOptConfig) -> float:
     import ray
 
     cpus = float(ray.cluster_resources().get("CPU", default_num_cpus()))
-    return round(min(1.0, cpus / (config.collectors + 2)), 3)
+    return round(min(1.0, cpus / (config.collectors + config.updaters + 1)), 3)
 
 
 def _drive(
