@@ -65,7 +65,7 @@ def test_train_export_and_run_as_policy(tmp_path: Path) -> None:
             records,
             records,
             tmp_path / cls.__name__,
-            steps=2,
+            steps=1,
             batch_size=4,
             shuffle_buffer_size=6,
         )
@@ -157,3 +157,37 @@ def test_the_retrial_policy_follows_the_trials_reward() -> None:
             own,
             flipped,
         )
+
+
+@pytest.mark.parametrize("config", ["wtl_statespace_trial.gin", "wtl_statespace_retrial.gin"])
+def test_the_shipped_configs_build_the_models(config: str, tmp_path: Path) -> None:
+    """The gin configs bind the models and record inputs; the retrial config warm-starts
+    the shared modules from a trial checkpoint (here one written by the test)."""
+    import gin
+    from safetensors.torch import save_file
+
+    from t2r.bin import gin_config
+    from t2r.research.wtl.wtl_models import SHARED_MODULES
+
+    seed_everything(0)
+    trial = WTLTrialModel()
+    save_file(
+        {k: v.contiguous() for k, v in trial.state_dict().items()},
+        str(tmp_path / "model.safetensors"),
+    )
+    try:
+        gin_config.parse([config], [f"WTLRetrialModel.warm_start_checkpoint = '{tmp_path}'"])
+        model = gin.query_parameter("train_eval_model.t2r_model").scoped_configurable_fn()
+        train = gin.query_parameter("train_eval_model.input_generator_train")
+        assert train.selector == "DefaultRecordInputGenerator"
+        assert gin.query_parameter("train_eval_model.max_train_steps") == 3000
+    finally:
+        gin.clear_config()
+    assert isinstance(model, WTLRetrialModel if "retrial" in config else WTLTrialModel)
+    if model.retrial:
+        for name in SHARED_MODULES:
+            for key, value in getattr(trial, name).state_dict().items():
+                assert torch.equal(getattr(model, name).state_dict()[key], value), (name, key)
+        assert not torch.equal(model.score[0].weight[:, :8], trial.score[0].weight[:, :8])
+    with pytest.raises(ValueError, match="Cannot warm-start .frame"):
+        WTLRetrialModel(hidden_size=8, warm_start_checkpoint=str(tmp_path))

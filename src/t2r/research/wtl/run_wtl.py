@@ -41,12 +41,13 @@ import torch
 from t2r.modes import ModeKeys
 from t2r.research.wtl.episodes import Episode, wtl_example
 from t2r.research.wtl.scripted import ScriptedWTLPolicy, WTLDemoPolicy
-from t2r.research.wtl.wtl_models import WTLRetrialModel, WTLTrialModel
+from t2r.research.wtl.wtl_models import SHARED_MODULES, WTLRetrialModel, WTLTrialModel
 
 __all__ = [
     "LearnedTrialScriptedRetrial",
     "Task",
     "collect_tasks",
+    "evaluate_all",
     "evaluate_policy",
     "train_policy",
     "warm_start_retrial",
@@ -147,7 +148,7 @@ def train_policy(
         max_train_steps=steps,
         model_dir=model_dir,
         eval_steps=None,
-        save_checkpoints_steps=steps,
+        save_checkpoints_steps=max(steps // 2, 1),
         create_exporters_fn=exporters,
         device="cpu",
         seed=seed,
@@ -155,10 +156,6 @@ def train_policy(
         show_progress=show_progress,
     )
     return export_dirs(exporters(model), model_dir)["latest_exporter_numpy"], metrics
-
-
-#: The parts a retrial model shares with its trial model (same shapes).
-SHARED_MODULES = ("frame", "demo_embedding", "act")
 
 
 def warm_start_retrial(retrial: WTLRetrialModel, trial: WTLTrialModel) -> list[str]:
@@ -204,10 +201,42 @@ class LearnedTrialScriptedRetrial:
 
 
 def evaluate_policy(policy: Any, num_tasks: int, seed: int) -> dict[str, float]:
-    """Trial and retrial success of `policy` on `num_tasks` tasks of env seed `seed`."""
+    """Trial and retrial success of `policy` on `num_tasks` tasks of env seed `seed`, and
+    the retrial's success split by the trial's outcome."""
     _, rewards = collect_tasks(num_tasks, seed, policy)
-    trial, retrial = np.asarray(rewards, dtype=np.float64).mean(axis=0)
-    return {"trial": float(trial), "retrial": float(retrial), "tasks": num_tasks}
+    per_task = np.asarray(rewards, dtype=np.float64)  # (tasks, [trial, retrial])
+    failed = per_task[:, 0] == 0
+
+    def mean(values: np.ndarray) -> float:
+        return float(values.mean()) if len(values) else float("nan")
+
+    return {
+        "trial": mean(per_task[:, 0]),
+        "retrial": mean(per_task[:, 1]),
+        "retrial_after_failed_trial": mean(per_task[failed, 1]),
+        "retrial_after_rewarded_trial": mean(per_task[~failed, 1]),
+        "tasks": num_tasks,
+    }
+
+
+def evaluate_all(
+    trial_export: Path, retrial_export: Path, num_tasks: int, seed: int, policy_seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """`evaluate_policy` for WTL (the exports), the trial policy retrying, the random
+    policy and the scripted agent, on the same `num_tasks` tasks of env seed `seed`."""
+    from t2r.policies.policies import RandomPolicy
+    from t2r.research.wtl.policies import WTLPolicy
+
+    return {
+        "wtl (trial policy, then retrial policy)": evaluate_policy(
+            WTLPolicy(_predictor(trial_export), _predictor(retrial_export)), num_tasks, seed
+        ),
+        "trial policy twice (no learning from the trial)": evaluate_policy(
+            WTLPolicy(_predictor(trial_export)), num_tasks, seed
+        ),
+        "random policy": evaluate_policy(RandomPolicy(seed=policy_seed), num_tasks, seed),
+        "scripted agent (ceiling)": evaluate_policy(ScriptedWTLPolicy(), num_tasks, seed),
+    }
 
 
 def _timed(what: str, fn: Callable[[], Any], times: dict[str, float]) -> Any:
@@ -239,12 +268,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="start the retrial model from the trained trial model's shared modules",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--evaluate_only",
+        action="store_true",
+        help="evaluate OUT_DIR's exports again (no collection or training)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     out = Path(args.out_dir)
     times: dict[str, float] = {}
     base = 1000 * args.seed
+    if args.evaluate_only:
+        trial_export, retrial_export = (
+            out / name / "export" / "latest_exporter_numpy" for name in ("trial", "retrial")
+        )
+        results = evaluate_all(trial_export, retrial_export, args.eval_tasks, base + 4, args.seed)
+        (out / "evaluation.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+        return {"results": results}
     train_tasks, scripted_train = _timed(
         "collect_train", lambda: collect_tasks(args.train_tasks, base + 1), times
     )
@@ -310,25 +352,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         times,
     )
 
-    from t2r.policies.policies import RandomPolicy
-
-    held_out = base + 4
-    results = {
-        "wtl (trial policy, then retrial policy)": _timed(
-            "evaluate",
-            lambda: evaluate_policy(
-                WTLPolicy(_predictor(trial_export), _predictor(retrial_export)),
-                args.eval_tasks,
-                held_out,
-            ),
-            times,
-        ),
-        "trial policy twice (no learning from the trial)": evaluate_policy(
-            trial_only, args.eval_tasks, held_out
-        ),
-        "random policy": evaluate_policy(RandomPolicy(seed=args.seed), args.eval_tasks, held_out),
-        "scripted agent (ceiling)": evaluate_policy(ScriptedWTLPolicy(), args.eval_tasks, held_out),
-    }
+    results = _timed(
+        "evaluate",
+        lambda: evaluate_all(trial_export, retrial_export, args.eval_tasks, base + 4, args.seed),
+        times,
+    )
     summary = {
         "args": vars(args),
         "results": results,

@@ -44,7 +44,11 @@ from t2r.meta_learning.preprocessors import create_maml_feature_spec, create_mam
 from t2r.models import RegressionModel
 from t2r.models.optimizers import create_adam_optimizer
 
-__all__ = ["WTLRetrialModel", "WTLTrialModel"]
+__all__ = ["SHARED_MODULES", "WTLRetrialModel", "WTLTrialModel"]
+
+#: The modules a retrial model shares (same shapes) with a trial model of the same
+#: sizes: what a warm start copies. The cube scorer's input differs.
+SHARED_MODULES = ("frame", "demo_embedding", "act")
 
 _OBJECT_FEATURES = 5
 
@@ -100,6 +104,11 @@ class WTLTrialModel(RegressionModel):
       conv1d_layers: filters of the temporal reducers' convolutions (kernel 10).
       retrial: two condition episodes (demonstration, trial) instead of one.
       learning_rate: Adam's (T2R's WTL configs: 1e-3).
+      last_frame: append the demonstration's last frame features to its
+        temporal embedding (T2R's ``embed_type='mean'`` used the last frame alone).
+      warm_start_checkpoint: a trial model's checkpoint (a directory holding
+        ``model.safetensors``, or the file): its `SHARED_MODULES` are loaded at
+        construction (for a retrial model; T2R's ``init_from_checkpoint_fn``).
       **kwargs: `AbstractT2RModel` arguments.
     """
 
@@ -113,6 +122,7 @@ class WTLTrialModel(RegressionModel):
         retrial: bool = False,
         learning_rate: float = 1e-3,
         last_frame: bool = True,
+        warm_start_checkpoint: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault(
@@ -146,6 +156,13 @@ class WTLTrialModel(RegressionModel):
             score_in += embed_size + 1 + 3
         self.score = _mlp(score_in, hidden_size, 1)
         self.act = _mlp(3, hidden_size, 2)
+        if warm_start_checkpoint is not None:
+            # strict: every shared tensor must be there at this model's shape.
+            self.init_from_checkpoint(
+                warm_start_checkpoint,
+                include="^(" + "|".join(SHARED_MODULES) + r")\.",
+                strict=True,
+            )
 
     # ------------------------------------------------------------------ specs
     def _episode_feature_spec(self) -> specs.TensorSpecStruct:
