@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from t2r.research.bcz import BCZPolicy, waypoint_moves
+from t2r.research.bcz.model import EMBEDDING, IMAGE
 
 
 def test_waypoint_moves_are_clipped_differences() -> None:
@@ -23,8 +24,12 @@ def test_waypoint_moves_are_clipped_differences() -> None:
 class FakePredictor:
     """Returns waypoints (i + 1) * 0.01 * (k + 1) in x for its i-th call."""
 
-    def __init__(self) -> None:
+    def __init__(self, inputs: tuple[str, ...] = (IMAGE, EMBEDDING)) -> None:
         self.inputs: list[dict[str, Any]] = []
+        self.feature_keys = inputs
+
+    def get_feature_specification(self) -> dict[str, Any]:
+        return {key: None for key in self.feature_keys}
 
     def predict(self, features: dict[str, Any]) -> dict[str, np.ndarray]:
         self.inputs.append(features)
@@ -58,6 +63,15 @@ def test_the_policy_predicts_every_chunk_and_executes_its_moves(chunk: int) -> N
     policy.reset()  # a new episode starts with a prediction
     policy(_observation(9))
     assert int(predictor.inputs[-1]["observation/image"][0, 0, 0, 0]) == 9
+
+
+def test_an_unconditioned_export_gets_the_image_only() -> None:
+    predictor = FakePredictor(inputs=(IMAGE,))
+    BCZPolicy(predictor)(_observation(0))  # type: ignore[arg-type]
+    assert list(predictor.inputs[0]) == [IMAGE]
+    conditioned = FakePredictor()
+    BCZPolicy(conditioned)(_observation(0))  # type: ignore[arg-type]
+    assert sorted(conditioned.inputs[0]) == sorted([IMAGE, EMBEDDING])
 
 
 def test_a_missing_output_is_named() -> None:

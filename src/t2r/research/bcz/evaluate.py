@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, InstructionRe
         default=None,
         help="waypoints executed per prediction (repeatable; default 1: closed loop)",
     )
+    parser.add_argument("--label", default="BC-Z", help="the policy's name in the table")
     parser.add_argument("--render_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=10_000)
     parser.add_argument("--json_out", default=None)
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, InstructionRe
     results: dict[str, dict[str, InstructionResult]] = {}
     steps_to_success: dict[str, float] = {}
     for n in args.execute_waypoints or [1]:
-        name = f"BC-Z (step {predictor.global_step}, {n} waypoint{'s' if n > 1 else ''}/prediction)"
+        plural = "s" if n > 1 else ""
+        name = f"{args.label} (step {predictor.global_step}, {n} waypoint{plural}/prediction)"
         policy = BCZPolicy(predictor, step_size=env.step_size, execute_waypoints=n)
         start = time.perf_counter()
         results[name] = evaluate_policy(env, policy, args.episodes, seed=args.seed)

@@ -42,7 +42,8 @@ def waypoint_moves(waypoints: np.ndarray, count: int, step_size: float) -> np.nd
 class BCZPolicy(Policy):
     """`select_action(observation)` -> lang_env's ``world_vector`` (3,) float32.
 
-    observation: ``image`` (H, W, 3) uint8 and ``natural_language_embedding`` (E,).
+    observation: ``image`` (H, W, 3) uint8 and ``natural_language_embedding`` (E,)
+    (fed when the export takes it: a ``BCZModel(ignore_task_embedding=True)`` does not).
 
     Args:
       predictor: a predictor of a `BCZModel` export (`ExportedModelPredictor`
@@ -74,11 +75,14 @@ class BCZPolicy(Policy):
     def select_action(self, state: Any, context: Any = None, timestep: int | None = None) -> Any:
         observation: Mapping[str, Any] = state
         if not self._plan:
-            features = {
-                IMAGE: np.asarray(observation["image"], np.uint8)[None],
-                EMBEDDING: np.asarray(observation["natural_language_embedding"], np.float32)[None],
+            predictor = self._require_predictor()
+            features: dict[str, np.ndarray] = {
+                IMAGE: np.asarray(observation["image"], np.uint8)[None]
             }
-            outputs = self._require_predictor().predict(features)
+            if EMBEDDING in predictor.get_feature_specification():  # not without FiLM
+                embedding = observation["natural_language_embedding"]
+                features[EMBEDDING] = np.asarray(embedding, np.float32)[None]
+            outputs = predictor.predict(features)
             if self.output_key not in outputs:
                 raise KeyError(
                     f"BCZPolicy: the export has no output {self.output_key!r}; it has "
