@@ -74,6 +74,19 @@ def test_an_unconditioned_export_gets_the_image_only() -> None:
     assert sorted(conditioned.inputs[0]) == sorted([IMAGE, EMBEDDING])
 
 
+def test_another_task_embedding_is_fed_where_the_export_reads_it() -> None:
+    predictor = FakePredictor(inputs=(IMAGE, "demo_embedding"))
+    policy = BCZPolicy(
+        predictor,  # type: ignore[arg-type]
+        embedding_key="demo_embedding",
+        observation_key="demo_embedding",
+    )
+    policy({**_observation(0), "demo_embedding": np.full(4, 2.0)})
+    assert sorted(predictor.inputs[0]) == sorted([IMAGE, "demo_embedding"])
+    assert predictor.inputs[0]["demo_embedding"].dtype == np.float32
+    np.testing.assert_array_equal(predictor.inputs[0]["demo_embedding"], np.full((1, 4), 2.0))
+
+
 def test_a_missing_output_is_named() -> None:
     policy = BCZPolicy(FakePredictor(), output_key="joints_residual")  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="no output 'joints_residual'; it has \\['xyz_residual'\\]"):

@@ -51,6 +51,9 @@ class BCZPolicy(Policy):
       step_size: metres the env moves for an action of 1 (lang_env: 0.05).
       execute_waypoints: waypoints executed per prediction (1: closed loop).
       output_key: the export output holding the (K, D) waypoints.
+      embedding_key: the export input holding the task embedding (the model's
+        ``condition_key``), and observation_key the observation entry it is read
+        from (e.g. a demo embedding computed elsewhere).
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class BCZPolicy(Policy):
         step_size: float = 0.05,
         execute_waypoints: int = 1,
         output_key: str = "xyz_residual",
+        embedding_key: str = EMBEDDING,
+        observation_key: str = "natural_language_embedding",
     ) -> None:
         super().__init__(predictor)
         if execute_waypoints < 1:
@@ -66,6 +71,8 @@ class BCZPolicy(Policy):
         self.step_size = float(step_size)
         self.execute_waypoints = int(execute_waypoints)
         self.output_key = output_key
+        self.embedding_key = embedding_key
+        self.observation_key = observation_key
         self._plan: list[np.ndarray] = []
         self.predictions = 0
 
@@ -79,9 +86,9 @@ class BCZPolicy(Policy):
             features: dict[str, np.ndarray] = {
                 IMAGE: np.asarray(observation["image"], np.uint8)[None]
             }
-            if EMBEDDING in predictor.get_feature_specification():  # not without FiLM
-                embedding = observation["natural_language_embedding"]
-                features[EMBEDDING] = np.asarray(embedding, np.float32)[None]
+            if self.embedding_key in predictor.get_feature_specification():  # not without FiLM
+                embedding = observation[self.observation_key]
+                features[self.embedding_key] = np.asarray(embedding, np.float32)[None]
             outputs = predictor.predict(features)
             if self.output_key not in outputs:
                 raise KeyError(
