@@ -65,7 +65,9 @@ from t2r.collect.ray_collector import (
 )
 
 __all__ = [
+    "EVAL_FIELDS",
     "PROGRESS_FIELDS",
+    "GreedyEpisodeStats",
     "QTOptConfig",
     "QTOptError",
     "bellman_update_loop",
@@ -93,6 +95,23 @@ PROGRESS_FIELDS = (
     "random_success",
     "collector_restarts",
 )
+
+#: evals.csv: one row per evaluated export. Besides success, what tests the
+#: overestimation hypothesis (a critic that overvalues going on never terminates):
+#: the greedy episodes' mean length, the fractions that ended by the terminate
+#: action and by running out of steps, and the critic's Q of its first chosen action.
+EVAL_FIELDS = (
+    "wall_secs",
+    "step",
+    "success",
+    "mean_length",
+    "terminated_fraction",
+    "out_of_steps_fraction",
+    "first_q",
+)
+
+#: The grasp env's action index of ``terminate`` (> 0 ends the episode).
+_TERMINATE = 5
 
 
 class QTOptError(RuntimeError):
@@ -435,14 +454,58 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
+class GreedyEpisodeStats:
+    """How an export's greedy episodes ended, for ``evals.csv`` (`EVAL_FIELDS`).
+
+    `add` takes each episode (`run_env`'s transitions ``(obs, action, reward,
+    next_obs, done, debug)``) and the critic's Q of its first action.
+    """
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+        self.terminated: list[bool] = []
+        self.first_q: list[float] = []
+
+    def add(self, episode: Sequence[Any], first_q: float) -> None:
+        if not episode:
+            raise ValueError("GreedyEpisodeStats.add: an episode without transitions.")
+        self.lengths.append(len(episode))
+        self.terminated.append(float(np.asarray(episode[-1][1]).reshape(-1)[_TERMINATE]) > 0.0)
+        self.first_q.append(float(first_q))
+
+    def scalars(self) -> dict[str, float]:
+        """``eval/mean_length``, ``eval/terminated_fraction`` (by the terminate action),
+        ``eval/out_of_steps_fraction`` (cut at the step limit), ``eval/first_q``."""
+        if not self.lengths:
+            return {}
+        terminated = float(np.mean(self.terminated))
+        return {
+            "eval/mean_length": float(np.mean(self.lengths)),
+            "eval/terminated_fraction": terminated,
+            "eval/out_of_steps_fraction": 1.0 - terminated,
+            "eval/first_q": float(np.mean(self.first_q)),
+        }
+
+
+def _first_q(config: QTOptConfig, predictor: Any, model: Any, episode: Sequence[Any]) -> float:
+    """The critic's Q of the episode's first (state, action): the value CEM chose it for.
+    The export scores `cem_samples` candidates per call, so the action is repeated."""
+    obs, action = episode[0][0], np.asarray(episode[0][1], np.float32)
+    candidates = np.repeat(action.reshape(1, -1), config.cem_samples, axis=0)
+    q = predictor.predict(model.pack_features(obs, None, 0, candidates))["q_predicted"]
+    return float(np.asarray(q).reshape(-1)[0])
+
+
 def evaluate_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig) -> None:
     """The evaluator actor: the random policy once, then each new export greedily (CEM),
     on the same held-out scenes; mean rewards (= success rates) go to
-    ``eval/live_eval_1`` (random) and ``eval/live_eval_0`` (newest export)."""
+    ``eval/live_eval_1`` (random) and ``eval/live_eval_0`` (newest export), how the
+    greedy episodes ended (`GreedyEpisodeStats`) to ``eval/greedy``."""
     import torch
 
     from t2r.collect import run_env
     from t2r.policies import RandomPolicy
+    from t2r.train.summaries import MetricsWriter
 
     torch.set_num_threads(1)
     model = _critic(config)
@@ -467,6 +530,13 @@ def evaluate_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig
         if step == last:
             time.sleep(1.0)
             continue
+        stats = GreedyEpisodeStats()
+        count = _episode_callback(context, step)
+
+        def on_episode(index: int, episode: Any, count: Any = count, stats: Any = stats) -> None:
+            stats.add(episode, _first_q(config, predictor, model, episode))
+            count(index, episode)
+
         with contextlib.suppress(_Stop):
             run_env(
                 _env(config, "test", config.eval_seed),
@@ -477,9 +547,14 @@ def evaluate_loop(shard: CollectShard, context: LoopContext, config: QTOptConfig
                 num_episodes=config.eval_episodes,
                 tag="eval",
                 max_episode_steps=config.max_episode_steps,
-                on_episode=_episode_callback(context, step),
+                on_episode=on_episode,
                 show_progress=False,
             )
+            writer = MetricsWriter(config.eval_dir / "greedy")
+            try:
+                writer.write(step, stats.scalars())
+            finally:
+                writer.close()
         last = step
 
 
@@ -663,18 +738,23 @@ def _format_row(row: dict[str, Any]) -> str:
 
 
 def _eval_history(config: QTOptConfig, start_time: float) -> list[dict[str, Any]]:
-    """Every evaluation so far: wall seconds since the start, step, success."""
+    """Every evaluation so far (`EVAL_FIELDS`): wall seconds since the start, step,
+    success, and how the greedy episodes ended ('' where not written yet)."""
+    greedy = {int(e["step"]): e for e in _read_eval(config.eval_dir / "greedy")}
     rows = []
     for entry in _read_eval(config.eval_dir / "live_eval_0"):
         value = _metric(entry)
         if value != "":
-            rows.append(
-                {
-                    "wall_secs": round(float(entry["time"]) - start_time, 1),
-                    "step": int(entry["step"]),
-                    "success": value,
-                }
-            )
+            step = int(entry["step"])
+            row: dict[str, Any] = {
+                "wall_secs": round(float(entry["time"]) - start_time, 1),
+                "step": step,
+                "success": value,
+            }
+            for field in EVAL_FIELDS[3:]:
+                stat = greedy.get(step, {}).get(f"eval/{field}", "")
+                row[field] = round(float(stat), 4) if isinstance(stat, (int, float)) else ""
+            rows.append(row)
     return rows
 
 
@@ -798,7 +878,7 @@ def _write_figures(config: QTOptConfig, start_time: float) -> tuple[list[dict[st
     from t2r.research.qtopt.plot import draw_success_plot
 
     evals = _eval_history(config, start_time)
-    _write_csv(config.root / "evals.csv", evals, ("wall_secs", "step", "success"))
+    _write_csv(config.root / "evals.csv", evals, EVAL_FIELDS)
     random_rows = _read_eval(config.eval_dir / "live_eval_1")
     random_success = _metric(random_rows[-1]) if random_rows else ""
     draw_success_plot(
