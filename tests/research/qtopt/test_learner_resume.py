@@ -45,7 +45,7 @@ def run_learner(
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
         "--max-restarts=1", "-m", "tests.research.qtopt.run_learner",
         f"--output_dir={output}", f"--steps={STEPS}", "--batch_size=8",
-        f"--image_size={IMAGE_SIZE}", "--cem_samples=8", "--network=small",
+        f"--image_size={IMAGE_SIZE}", "--cem_samples=8", "--network=tiny",
         "--export_every=4", "--checkpoint_every=4", "--fixed_input", "--log_every=100",
         "--steps_log", str(steps_log), *extra,
     ]  # fmt: skip

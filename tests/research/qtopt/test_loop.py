@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -27,25 +28,25 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 IMAGE_SIZE = 16
 
 DRIVER = f"""
-import sys
+import json, sys
 from t2r.research.qtopt import loop
-config = loop.QTOptConfig(
-    output_dir=sys.argv[1], collectors=2, learners=1, steps=int(sys.argv[2]), batch_size=4,
-    updaters=int(sys.argv[3]), clipped_double_q=sys.argv[4] == "1",
-    image_size={IMAGE_SIZE}, max_episode_steps=3, network="small", cem_iters=2, cem_samples=8,
-    num_elites=2, export_every=2, checkpoint_every=2, eval_episodes=2, random_eval_episodes=2,
-    episodes_per_round=1, poll_secs=1.0, ray_num_cpus=1,
+options = dict(
+    collectors=1, learners=1, batch_size=4, image_size={IMAGE_SIZE}, max_episode_steps=3,
+    network="tiny", cem_iters=2, cem_samples=8, num_elites=2, export_every=2,
+    checkpoint_every=2, eval_episodes=2, random_eval_episodes=2, episodes_per_round=1,
+    poll_secs=1.0, ray_num_cpus=1,
 )
-summary = loop.run_qtopt(config)
+options.update(json.loads(sys.argv[2]))
+summary = loop.run_qtopt(loop.QTOptConfig(output_dir=sys.argv[1], **options))
 print("SUMMARY", summary["interrupted"], summary["final"].get("learner_step"))
 """
 
 
-def _start(output: Path, steps: int, updaters: int, clipped: bool) -> subprocess.Popen[str]:
+def _start(output: Path, options: dict) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(output), str(steps), str(updaters), str(int(clipped))],
+        [sys.executable, "-c", DRIVER, str(output), json.dumps(options)],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -111,10 +112,8 @@ def started():
     """Starts drivers; kills what is left of them (their process group) after the test."""
     processes: list[subprocess.Popen[str]] = []
 
-    def start(
-        output: Path, steps: int, updaters: int = 1, clipped: bool = False
-    ) -> subprocess.Popen[str]:
-        processes.append(_start(output, steps, updaters, clipped))
+    def start(output: Path, **options) -> subprocess.Popen[str]:
+        processes.append(_start(output, options))
         return processes[-1]
 
     yield start
@@ -170,7 +169,8 @@ def _check_replay(output: Path) -> None:
 @pytest.mark.slow
 def test_the_loop_runs_to_the_end_and_leaves_no_process(tmp_path, started):
     output = tmp_path / "qtopt"
-    process = started(output, steps=4, updaters=2, clipped=True)  # two updaters, clipped double Q
+    # Two collectors (no episode twice across them), two updaters, clipped double Q.
+    process = started(output, steps=4, collectors=2, updaters=2, clipped_double_q=True)
     seen = _watch(process, lambda: False)
     out = process.stdout.read() if process.stdout else ""
     assert process.wait() == 0, out[-4000:]
@@ -183,6 +183,14 @@ def test_the_loop_runs_to_the_end_and_leaves_no_process(tmp_path, started):
     assert rows and int(rows[-1]["learner_step"]) == 4 and int(rows[-1]["episodes"]) > 0
     assert int(rows[-1]["labelled_transitions"]) > 0
     assert (output / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # evals.csv: per export, how its greedy episodes ended and the critic's first Q.
+    evals = _rows(output / "evals.csv")
+    assert [int(r["step"]) for r in evals][-1] == 4
+    for row in evals:
+        assert 1 <= float(row["mean_length"]) <= 3  # max_episode_steps
+        ended = float(row["terminated_fraction"]) + float(row["out_of_steps_fraction"])
+        assert ended == pytest.approx(1.0)
+        assert math.isfinite(float(row["first_q"]))
     _check_replay(output)
     assert any(seen), "the loop started no process"
     _no_orphans(seen)

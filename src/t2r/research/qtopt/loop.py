@@ -798,7 +798,12 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
                 CollectShard(i, 0, seed + 1 + i, str(config.replay_root))
                 for i in range(config.collectors)
             ]
+            config.labelled_dir.mkdir(parents=True, exist_ok=True)
             with contextlib.ExitStack() as stack:
+                # The learners first: torchrun's and their start-up (importing torch) runs
+                # while the actors start; they wait for labelled files anyway. (Stopped
+                # last, after the actors.)
+                learner = stack.enter_context(_learner_process(config))
                 collecting = stack.enter_context(
                     collector.start(
                         functools.partial(collect_loop, config=config), collectors_shards
@@ -819,7 +824,6 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
                         [CollectShard(0, 0, seed + 201, str(config.eval_dir))],
                     )
                 )
-                learner = stack.enter_context(_learner_process(config))
                 echo(
                     f"QT-Opt: {config.collectors} collector actors, {config.updaters} Bellman "
                     f"updater(s){' (clipped double Q)' if config.clipped_double_q else ''}, 1 "
