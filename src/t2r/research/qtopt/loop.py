@@ -791,6 +791,9 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     signal.signal(signal.SIGTERM, on_term)
     try:
         with ray_session(config.ray_address, config.ray_num_cpus):
+            # ray.init replaces the SIGTERM handler with sys.exit: ours again, so that
+            # SIGTERM ends the loop as Ctrl-C does (summary written).
+            signal.signal(signal.SIGTERM, on_term)
             share = config.num_cpus_per_actor or _actor_share(config)
             collector = RayCollector(num_cpus_per_actor=share, show_progress=False)
             seed = config.seed * 1000
