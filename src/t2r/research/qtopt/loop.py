@@ -1,4 +1,4 @@
-"""QT-Opt's distributed loop on one machine or a cluster: Ray collectors, a Bellman updater,
+"""QT-Opt's distributed loop on one machine or a cluster: Ray collectors, Bellman updaters,
 torchrun learners, exports flowing back (Kalashnikov et al., 2018; docs/qtopt.md).
 
 Who writes what, under ``output_dir``:
@@ -7,17 +7,21 @@ Who writes what, under ``output_dir``:
 path                        written by                     read by
 ==========================  =============================  ==============================
 ``export/<step>/``          learner rank 0 (every N steps) collectors, evaluator
-``export_lagged/<step>/``   learner rank 0, one version    Bellman updater (the target
-                            behind (`t2r.export.TD3Hooks`)  network)
-``replay/policy_collect/``  collectors (Ray actors), one    Bellman updater
-                            file per round, atomically
-``labelled/``               Bellman updater (a Ray actor): learners
+``export_lagged/<step>/``   learner rank 0, one version    Bellman updaters (the target
+                            behind (`t2r.export.TD3Hooks`)  network; the two newest
+                                                           with clipped double Q)
+``replay/policy_collect/``  collectors (Ray actors), one    Bellman updaters, each its
+                            file per round, atomically     own files (`owns_replay_file`)
+``labelled/``               Bellman updaters (Ray actors): learners
                             each replay file + target_q,
                             relabelled with newer targets
 ``model/``                  learner rank 0: checkpoints    learners (resume)
 ``eval/live_eval_<t>/``     evaluator (a Ray actor):       the driver (progress.csv)
                             held-out success per export
+``eval/greedy/``            evaluator: how each export's   the driver (evals.csv)
+                            greedy episodes ended
 ``progress.csv``,           the driver (``t2r qtopt``)     you
+``evals.csv``,
 ``success.png``
 ==========================  =============================  ==============================
 
