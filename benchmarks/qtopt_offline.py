@@ -34,12 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from t2r.data.tfrecord import read_tfrecord_with_offsets
 from t2r.export import export_saved_model
 from t2r.models.optimizers import create_adam_optimizer
 from t2r.policies import RandomPolicy
 from t2r.predictors import ExportedModelPredictor
 
 # Imported first: it sets MUJOCO_GL before mujoco loads.
+from t2r.research.grasp_env.calibrate import wilson_interval
 from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
@@ -50,6 +52,7 @@ from t2r.research.qtopt.offline import (
     evaluate_success,
     fitted_q_iteration,
 )
+from t2r.research.qtopt.transitions import parse_transitions
 from t2r.train import seed_everything
 
 SIZES = {
@@ -82,6 +85,17 @@ def main() -> None:
         help="targets from the minimum of the last two target exports (QT-Opt's remedy "
         "for the max's overestimation)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a TFRecord file of transition records to train on instead of collecting "
+        "(e.g. benchmarks/qtopt_mc_check.py's cached runs/qtopt_mc/train.tfrecord)",
+    )
+    parser.add_argument(
+        "--max_transitions", type=int, default=None, help="a seeded subset of --data's records"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--eval_episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke run")
@@ -91,24 +105,35 @@ def main() -> None:
         args.scripted_episodes, args.random_episodes, args.mixed_episodes = 20, 20, 0
         args.iterations, args.steps_per_iteration, args.eval_episodes = 2, 20, 10
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     started = time.perf_counter()
 
-    env = GraspEnv("train", seed=args.seed)
-    scripted = ScriptedGraspPolicy(env, noise=args.noise, seed=args.seed)
-    random_policy = RandomPolicy(action_size=6, seed=args.seed)
-    episodes = collect_episodes(env, scripted, args.scripted_episodes)
-    episodes += collect_episodes(env, random_policy, args.random_episodes)
-    if args.mixed_episodes:
-        switching = _RandomAfterScripted(scripted, args.seed)
-        episodes += collect_episodes(env, switching, args.mixed_episodes)
-    records = episodes_to_records(episodes)
-    successes = sum(float(e[-1][2]) for e in episodes)
+    if args.data is not None:
+        records = [record for _, record in read_tfrecord_with_offsets(str(args.data))]
+        if args.max_transitions is not None and args.max_transitions < len(records):
+            keep = np.random.default_rng(args.seed).choice(
+                len(records), args.max_transitions, replace=False
+            )
+            records = [records[i] for i in np.sort(keep)]
+        episode_count = int(sum(float(d) for d in parse_transitions(records)["done"].reshape(-1)))
+        successes = float(parse_transitions(records)["reward"].sum())
+    else:
+        env = GraspEnv("train", seed=args.seed)
+        scripted = ScriptedGraspPolicy(env, noise=args.noise, seed=args.seed)
+        random_policy = RandomPolicy(action_size=6, seed=args.seed)
+        episodes = collect_episodes(env, scripted, args.scripted_episodes)
+        episodes += collect_episodes(env, random_policy, args.random_episodes)
+        if args.mixed_episodes:
+            switching = _RandomAfterScripted(scripted, args.seed)
+            episodes += collect_episodes(env, switching, args.mixed_episodes)
+        records = episodes_to_records(episodes)
+        successes = sum(float(e[-1][2]) for e in episodes)
+        episode_count = len(episodes)
     collect_secs = time.perf_counter() - started
     logging.info(
-        "collected %d episodes, %d transitions, %d successes in %.0f s",
-        len(episodes),
+        "%d episodes, %d transitions, %d successes in %.0f s",
+        episode_count,
         len(records),
         successes,
         collect_secs,
@@ -158,7 +183,7 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus (shared)",
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "episodes": len(episodes),
+        "episodes": episode_count,
         "transitions": len(records),
         "logged_successes": successes,
         "collect_secs": round(collect_secs, 1),
@@ -176,7 +201,12 @@ def main() -> None:
         )
     print(f"\nheld-out 'test' objects, {args.eval_episodes} episodes on the same bins:")
     for name, value in results.items():
-        print(f"  {name:9s} {value:6.1%}")
+        hits = round(value * args.eval_episodes)
+        low, high = wilson_interval(hits, args.eval_episodes)
+        print(
+            f"  {name:9s} {value:6.1%}  ({hits}/{args.eval_episodes}, "
+            f"95 % Wilson {low:.1%} - {high:.1%})"
+        )
     if args.output is not None:
         args.output.write_text(json.dumps(figures, indent=2) + "\n")
 
