@@ -132,7 +132,7 @@ def main() -> None:
         episode_count = len(episodes)
     collect_secs = time.perf_counter() - started
     logging.info(
-        "%d episodes, %d transitions, %d successes in %.0f s",
+        "%d episode ends, %d transitions, %d successes in %.0f s",
         episode_count,
         len(records),
         successes,
@@ -183,7 +183,7 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus (shared)",
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "episodes": episode_count,
+        "episode_ends": episode_count,  # with --max_transitions: of a transition subset
         "transitions": len(records),
         "logged_successes": successes,
         "collect_secs": round(collect_secs, 1),
