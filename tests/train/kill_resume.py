@@ -8,13 +8,13 @@ write makes (``write_safetensors``, ``atomic_write_text``, ``publish_directory``
 between the files of a checkpoint, between a temporary file and its rename,
 between publishing and pruning, and inside pruning.
 
-Processes come from the session's forkserver (tests/forkserver.py), which
-imported torch and t2r once, so a kill and its resume cost a fork each rather
-than a fresh interpreter.
+Processes come from a ``forkserver`` that imported torch and t2r once, so a kill
+and its resume cost a fork each rather than a fresh interpreter.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import shutil
@@ -22,8 +22,6 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from tests import forkserver
 
 MAX_STEPS = 30
 SAVE_EVERY = 5
@@ -112,9 +110,20 @@ class Outcome:
     leftovers: int  # temporary names left in checkpoints/ after the resumed run
 
 
-def _run(model_dir: Path, kill: tuple[str, int] | None) -> int:
-    output = model_dir.parent / f"{model_dir.name}.log"
-    return forkserver.run(train, str(model_dir), MAX_STEPS, kill, output=output).returncode
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "t2r.train", "tests.train.models"])
+    return ctx
+
+
+def _run(ctx: Any, model_dir: Path, kill: tuple[str, int] | None) -> int:
+    process = ctx.Process(target=train, args=(str(model_dir), MAX_STEPS, kill))
+    process.start()
+    process.join(timeout=300)
+    if process.is_alive():
+        process.kill()
+        raise TimeoutError(f"training in {model_dir} hung (kill point {kill})")
+    return int(process.exitcode)
 
 
 def _weights(model_dir: Path) -> dict[str, Any]:
@@ -134,18 +143,19 @@ def kill_and_resume(root: Path, points: list[tuple[str, int]]) -> list[Outcome]:
     from t2r.atomic import is_temporary_path
     from t2r.train import latest_checkpoint
 
-    code = _run(root / "straight", None)
+    ctx = _context()
+    code = _run(ctx, root / "straight", None)
     assert code == 0, f"the uninterrupted run failed with exit code {code}"
     reference = _weights(root / "straight")
     outcomes = []
     for kind, n in points:
         model_dir = root / f"{kind}-{n}"
-        code = _run(model_dir, (kind, n))
+        code = _run(ctx, model_dir, (kind, n))
         assert code in (0, -signal.SIGKILL), f"{kind} {n}: exit code {code}"
         killed = code == -signal.SIGKILL
         newest = latest_checkpoint(model_dir)
         resumed_from = 0 if newest is None else newest.global_step
-        code = _run(model_dir, None)
+        code = _run(ctx, model_dir, None)
         assert code == 0, f"resume after {kind} {n} failed with exit code {code}"
         weights = _weights(model_dir)
         exact = weights.keys() == reference.keys() and all(

@@ -1,17 +1,17 @@
 """Trains TinyRegression (or a variant) on TFRecords through a DefaultRecordInputGenerator
-left at its defaults (no seed); the tests run it in a child process (tests/forkserver.py)
-and in their own::
+left at its defaults (no seed); used by the tests as a subprocess::
 
-    main(model_dir, pattern, max_steps, kind, workers, kill_at)
+    python -m tests.train.run_records MODEL_DIR PATTERN MAX_STEPS MODEL WORKERS [KILL_AT]
 
-`kind` is ``dropout`` (TinyRegression, dropout 0.1) or ``noise`` (adds torch.randn
+MODEL is ``dropout`` (TinyRegression, dropout 0.1) or ``noise`` (adds torch.randn
 noise to the inputs in its train_step, and evaluates after every checkpoint).
-With `kill_at` the process SIGKILLs itself right after that step, as a crash would.
+With KILL_AT the process SIGKILLs itself right after that step, as a crash would.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import torch
 
@@ -54,4 +54,16 @@ def main(
         seed=0,
         show_progress=False,
         train_hook_builders=[KillAt(kill_at)] if kill_at else None,
+    )
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(
+        args[0],
+        args[1],
+        int(args[2]),
+        args[3],
+        int(args[4]),
+        int(args[5]) if len(args) > 5 else None,
     )

@@ -1,9 +1,9 @@
-"""A deterministic training of TinyRegression, which the tests run in a child
-process (tests/forkserver.py): ``main(model_dir, max_steps, kill_at, actor_critic)``.
-With `actor_critic` it trains TinyActorCritic (two optimizers, target networks)
-on TransitionInput instead.
+"""Runs a deterministic training of TinyRegression; used by the tests as a
+subprocess: ``python -m tests.train.run_tiny MODEL_DIR MAX_STEPS [KILL_AT_STEP]``.
+With ``--actor_critic`` it trains TinyActorCritic (two optimizers, target
+networks) on TransitionInput instead.
 
-With `kill_at` the process SIGKILLs itself right after that step, as a crash
+With KILL_AT_STEP the process SIGKILLs itself right after that step, as a crash
 would (no clean-up, no final checkpoint).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from t2r.train import CallbackHook, HookBuilder, seed_everything, train_eval_model
 
@@ -43,4 +44,14 @@ def main(model_dir: str, max_steps: int, kill_at: int | None, actor_critic: bool
         seed=0,
         show_progress=False,
         train_hook_builders=[KillAt(kill_at)] if kill_at else None,
+    )
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--actor_critic"]
+    main(
+        args[0],
+        int(args[1]),
+        int(args[2]) if len(args) > 2 else None,
+        actor_critic="--actor_critic" in sys.argv,
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +16,11 @@ from t2r.export import export_saved_model
 from t2r.models import average_gradients, polyak_update
 from t2r.predictors import ExportedModelPredictor
 from t2r.train import latest_checkpoint, read_metrics, seed_everything, train_eval_model
-from tests import forkserver
 
-from . import run_tiny
 from .models import TinyActorCritic, TransitionInput
 from .torchrun import run_two_processes
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _train(model_dir, model, steps, **kwargs):
@@ -113,20 +116,22 @@ def test_export_serves_the_actor_only(tmp_path):
 
 
 def _run(model_dir, max_steps, kill_at=None):
-    """run_tiny's actor-critic in a child process (forked: a real process, killed for real)."""
-    output = model_dir.parent / f"{model_dir.name}.log"
-    return forkserver.run(run_tiny.main, str(model_dir), max_steps, kill_at, True, output=output)
+    args = [sys.executable, "-m", "tests.train.run_tiny", str(model_dir), str(max_steps)]
+    if kill_at:
+        args.append(str(kill_at))
+    args.append("--actor_critic")
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow
 def test_killed_and_resumed_actor_critic_matches_uninterrupted_bitwise(tmp_path):
     straight = _run(tmp_path / "straight", 20)
-    assert straight.returncode == 0, straight.output
+    assert straight.returncode == 0, straight.stderr
     killed = _run(tmp_path / "resumed", 20, kill_at=12)
     assert killed.returncode == -signal.SIGKILL
     assert latest_checkpoint(tmp_path / "resumed").global_step == 10
     resumed = _run(tmp_path / "resumed", 20)
-    assert resumed.returncode == 0, resumed.output
+    assert resumed.returncode == 0, resumed.stderr
     a = latest_checkpoint(tmp_path / "straight")
     b = latest_checkpoint(tmp_path / "resumed")
     assert a.global_step == b.global_step == 20

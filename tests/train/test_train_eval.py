@@ -5,6 +5,8 @@ import math
 import os
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,11 @@ from t2r.train import (
     seed_everything,
     train_eval_model,
 )
-from tests import forkserver
 
-from . import run_records, run_tiny
+from . import run_records
 from .models import SeededInput, TinyRegression
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Recorder(HookBuilder):
@@ -100,20 +103,21 @@ def _weights(model_dir) -> dict[str, torch.Tensor]:
 
 
 def _run(model_dir, max_steps, kill_at=None):
-    """run_tiny in a child process (forked: a real process, killed for real)."""
-    output = model_dir.parent / f"{model_dir.name}.log"
-    return forkserver.run(run_tiny.main, str(model_dir), max_steps, kill_at, False, output=output)
+    args = [sys.executable, "-m", "tests.train.run_tiny", str(model_dir), str(max_steps)]
+    if kill_at:
+        args.append(str(kill_at))
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_matches_uninterrupted_bitwise(tmp_path):
     straight = _run(tmp_path / "straight", 30)
-    assert straight.returncode == 0, straight.output
+    assert straight.returncode == 0, straight.stderr
     killed = _run(tmp_path / "resumed", 30, kill_at=17)
     assert killed.returncode == -signal.SIGKILL
     assert latest_checkpoint(tmp_path / "resumed").global_step == 15
     resumed = _run(tmp_path / "resumed", 30)
-    assert resumed.returncode == 0, resumed.output
+    assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     assert a.keys() == b.keys()
     for name in a:
@@ -277,10 +281,11 @@ def _write_records(directory: Path, num_files: int = 3, per_file: int = 20) -> s
 
 
 def _run_records(model_dir, pattern, max_steps, kind, workers, kill_at=None):
-    """run_records in a child process (forked: a real process, killed for real)."""
-    output = model_dir.parent / f"{model_dir.name}.log"
-    args = (str(model_dir), pattern, max_steps, kind, workers, kill_at)
-    return forkserver.run(run_records.main, *args, output=output)
+    args = [sys.executable, "-m", "tests.train.run_records", str(model_dir), pattern]
+    args += [str(max_steps), kind, str(workers)]
+    if kill_at:
+        args.append(str(kill_at))
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
 
 
 @pytest.mark.slow
@@ -292,17 +297,17 @@ def test_default_record_generator_resumes_bitwise_after_sigkill(tmp_path, kind, 
     pattern = _write_records(tmp_path / "data")
     kill_at = random.Random().randint(6, 19)  # a random step, printed on failure
     done = _run_records(tmp_path / "straight", pattern, 20, kind, workers)
-    assert done.returncode == 0, done.output
+    assert done.returncode == 0, done.stderr
     runs = {"straight": _weights(tmp_path / "straight")}
     # The same run again, in this process: equal to the one in another process.
     run_records.main(str(tmp_path / "again"), pattern, 20, kind, workers, None)
     runs["again"] = _weights(tmp_path / "again")
     killed = _run_records(tmp_path / "resumed", pattern, 20, kind, workers, kill_at=kill_at)
-    assert killed.returncode == -signal.SIGKILL, killed.output
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert latest_checkpoint(tmp_path / "resumed").global_step == (kill_at - 1) // 5 * 5
     resumed = _run_records(tmp_path / "resumed", pattern, 20, kind, workers)
-    assert resumed.returncode == 0, resumed.output
-    assert "Input position restored" in resumed.output
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Input position restored" in resumed.stderr
     runs["resumed"] = _weights(tmp_path / "resumed")
     for name in ("again", "resumed"):
         assert runs[name].keys() == runs["straight"].keys()
