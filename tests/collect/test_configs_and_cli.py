@@ -12,6 +12,7 @@ import gin
 import numpy as np
 import pytest
 
+from t2r import cli
 from t2r.bin import gin_config, run_collect_eval, run_t2r_trainer
 from t2r.collect import records_pattern
 from t2r.data import read_tfrecord
@@ -51,28 +52,30 @@ def test_the_configs_live_with_their_project_and_keep_their_names():
     assert gin_config.resolve_config_path("elsewhere/x.gin") == "elsewhere/x.gin"
 
 
-@pytest.mark.parametrize("entry", [["t2r.cli", "collect"], ["t2r.bin.run_collect_eval"]])
-def test_collect_command_with_the_random_collect_config(entry, tmp_path):
+@pytest.mark.parametrize("entry", ["t2r collect", "run_collect_eval.main"])
+def test_collect_command_with_the_random_collect_config(entry, tmp_path, clean_gin, monkeypatch):
     root = tmp_path / "data"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            *entry,
-            # A bare name: found among the shipped configs.
-            "--gin_configs=pose_env_run_random_collect.gin",
-            "--gin_bindings=collect_eval_loop.num_collect = 5",
-            "--gin_bindings=collect_eval_loop.num_eval = 3",
-            "--gin_bindings=TFRecordReplayWriter.max_episodes_per_file = 2",
-            "--gin_bindings=run_env.show_progress = False",
-            f"--root_dir={root}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    flags = [
+        # A bare name: found among the shipped configs.
+        "--gin_configs=pose_env_run_random_collect.gin",
+        "--gin_bindings=collect_eval_loop.num_collect = 5",
+        "--gin_bindings=collect_eval_loop.num_eval = 3",
+        "--gin_bindings=TFRecordReplayWriter.max_episodes_per_file = 2",
+        "--gin_bindings=run_env.show_progress = False",
+        f"--root_dir={root}",
+    ]
+    if entry == "t2r collect":  # the command as a user starts it, in its own process
+        result = subprocess.run(
+            [sys.executable, "-m", "t2r.cli", "collect", *flags],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:  # T2R's entry point (python -m t2r.bin.run_collect_eval), in this process
+        monkeypatch.chdir(tmp_path)
+        assert run_collect_eval.main(flags) == 0
     assert len(glob.glob(records_pattern(root, "collect"))) == 3
     assert _count(records_pattern(root, "collect")) == 5
     assert _count(records_pattern(root, "eval")) == 3
@@ -81,16 +84,12 @@ def test_collect_command_with_the_random_collect_config(entry, tmp_path):
     assert -1.5 < state["handled"]["0"]["collect"] < -0.3  # a random policy's reward
 
 
-def test_collect_command_names_a_missing_config(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "t2r.cli", "collect", "--gin_configs=nope.gin", "--root_dir=x"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "nope.gin" in result.stderr and "pose_env_run_train_reg.gin" in result.stderr
+def test_collect_command_names_a_missing_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # The exception ends the command (a traceback, exit status 1) naming the file
+    # and the shipped configs.
+    with pytest.raises(FileNotFoundError, match=r"nope\.gin.*pose_env_run_train_reg\.gin"):
+        cli.main(["collect", "--gin_configs=nope.gin", "--root_dir=x"])
 
 
 def _paths(tmp_path: Path, model: str) -> list[str]:

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gin
 import pytest
 
+from t2r import cli
+from t2r.bin import run_t2r_trainer
 from t2r.train import latest_checkpoint, read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,26 +33,34 @@ train_eval_model.show_progress = False
 """
 
 
-@pytest.mark.parametrize("entry", [["t2r.cli", "train"], ["t2r.bin.run_t2r_trainer"]])
-def test_gin_configured_run(entry, tmp_path):
+@pytest.fixture
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("entry", ["t2r train", "run_t2r_trainer.main"])
+def test_gin_configured_run(entry, tmp_path, clean_gin):
     config = tmp_path / "tiny.gin"
     config.write_text(CONFIG)
     model_dir = tmp_path / "model"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            *entry,
-            f"--gin_configs={config}",
-            "--gin_bindings=train_eval_model.max_train_steps=10",
-            f"--gin_bindings=train_eval_model.model_dir='{model_dir}'",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    flags = [
+        f"--gin_configs={config}",
+        "--gin_bindings=train_eval_model.max_train_steps=10",
+        f"--gin_bindings=train_eval_model.model_dir='{model_dir}'",
+    ]
+    if entry == "t2r train":  # the command as a user starts it, in its own process
+        result = subprocess.run(
+            [sys.executable, "-m", "t2r.cli", "train", *flags],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:  # T2R's entry point (python -m t2r.bin.run_t2r_trainer), in this process
+        assert run_t2r_trainer.main(flags) == 0
     assert latest_checkpoint(model_dir).global_step == 10
     assert [r["step"] for r in read_metrics(model_dir / "eval")] == [5, 10]
     operative = (model_dir / "operative_config.gin").read_text()
@@ -59,12 +70,6 @@ def test_gin_configured_run(entry, tmp_path):
 
 
 def test_missing_config_file_is_named(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "t2r.cli", "train", f"--gin_configs={tmp_path}/nope.gin"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "nope.gin" in result.stderr
+    # The exception ends the command (a traceback, exit status 1) naming the file.
+    with pytest.raises(FileNotFoundError, match="nope.gin"):
+        cli.main(["train", f"--gin_configs={tmp_path}/nope.gin"])
