@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text
 from t2r.data import create_parse_tf_example_fn
 from t2r.data.tfrecord import TFRecordWriter, read_tfrecord_with_offsets
 from t2r.export import export_saved_model
@@ -45,7 +46,7 @@ from t2r.research.grasp_env.calibrate import wilson_interval
 from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
-from t2r.research.qtopt.offline import collect_episodes
+from t2r.research.qtopt.offline import RandomAfterScripted, collect_episodes
 from t2r.research.qtopt.transitions import (
     grasp_episode_to_transitions,
     label_records,
@@ -59,28 +60,6 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 logger = logging.getLogger("qtopt_mc_check")
-
-
-class RandomAfterScripted:
-    """Scripted for a random 1-7 steps, then uniform random: near misses and lucky grasps."""
-
-    def __init__(self, scripted: ScriptedGraspPolicy, seed: int) -> None:
-        self._scripted = scripted
-        self._random = RandomPolicy(6, seed=seed + 7)
-        self._rng = np.random.default_rng(seed + 11)
-        self._switch_at = 0
-        self._step = 0
-
-    def reset(self) -> None:
-        self._scripted.reset()
-        self._step = 0
-        self._switch_at = int(self._rng.integers(1, 8))
-
-    def sample_action(self, obs: object, explore_prob: float) -> tuple[np.ndarray, None]:
-        del explore_prob
-        self._step += 1
-        policy = self._scripted if self._step <= self._switch_at else self._random
-        return policy.select_action(obs), None
 
 
 def _env(object_set: str, seed: int, args: argparse.Namespace) -> GraspEnv:
@@ -121,7 +100,9 @@ def collect(
                 rewards.append(float(episode[-1][2]))
                 kinds.append(f"{kind}{noise:g}")
     index = {"lengths": lengths, "rewards": rewards, "kinds": kinds}
-    index_path.write_text(json.dumps(index))
+    # The index marks the cache complete: a run killed while writing it must not leave
+    # a truncated one that the next run would take as a finished collection.
+    atomic_write_text(index_path, json.dumps(index))
     logger.info(
         "collected %s: %d episodes, %d transitions, %.1f%% successful, %.0f s",
         name,

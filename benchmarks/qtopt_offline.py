@@ -47,6 +47,7 @@ from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
 from t2r.research.qtopt.offline import (
     IterationStats,
+    RandomAfterScripted,
     collect_episodes,
     episodes_to_records,
     evaluate_success,
@@ -116,8 +117,9 @@ def main() -> None:
                 len(records), args.max_transitions, replace=False
             )
             records = [records[i] for i in np.sort(keep)]
-        episode_count = int(sum(float(d) for d in parse_transitions(records)["done"].reshape(-1)))
-        successes = float(parse_transitions(records)["reward"].sum())
+        parsed = parse_transitions(records)
+        episode_count = int(sum(float(d) for d in parsed["done"].reshape(-1)))
+        successes = float(parsed["reward"].sum())
     else:
         env = GraspEnv("train", seed=args.seed)
         scripted = ScriptedGraspPolicy(env, noise=args.noise, seed=args.seed)
@@ -125,7 +127,7 @@ def main() -> None:
         episodes = collect_episodes(env, scripted, args.scripted_episodes)
         episodes += collect_episodes(env, random_policy, args.random_episodes)
         if args.mixed_episodes:
-            switching = _RandomAfterScripted(scripted, args.seed)
+            switching = RandomAfterScripted(scripted, args.seed)
             episodes += collect_episodes(env, switching, args.mixed_episodes)
         records = episodes_to_records(episodes)
         successes = sum(float(e[-1][2]) for e in episodes)
@@ -209,28 +211,6 @@ def main() -> None:
         )
     if args.output is not None:
         args.output.write_text(json.dumps(figures, indent=2) + "\n")
-
-
-class _RandomAfterScripted:
-    """Acts scripted for the first few steps of an episode, then randomly: logs of
-    approaches that end anywhere (near misses), which a critic learns most from."""
-
-    def __init__(self, scripted: ScriptedGraspPolicy, seed: int) -> None:
-        self._scripted = scripted
-        self._random = RandomPolicy(6, seed=seed + 7)
-        self._rng = np.random.default_rng(seed + 11)
-        self._switch_at = 0
-        self._step = 0
-
-    def reset(self) -> None:
-        self._scripted.reset()
-        self._step = 0
-        self._switch_at = int(self._rng.integers(1, 8))
-
-    def sample_action(self, obs: object, explore_prob: float) -> tuple[np.ndarray, None]:
-        self._step += 1
-        policy = self._scripted if self._step <= self._switch_at else self._random
-        return policy.select_action(obs), None
 
 
 if __name__ == "__main__":

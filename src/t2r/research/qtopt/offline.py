@@ -29,6 +29,7 @@ from t2r.collect import run_env
 from t2r.data import create_parse_tf_example_fn
 from t2r.export import export_saved_model
 from t2r.modes import ModeKeys
+from t2r.policies import RandomPolicy
 from t2r.predictors import ExportedModelPredictor
 from t2r.research.qtopt.bellman import BellmanLabeller
 from t2r.research.qtopt.models import Grasping44CriticModel
@@ -38,7 +39,13 @@ from t2r.research.qtopt.transitions import (
     parse_transitions,
 )
 
-__all__ = ["IterationStats", "collect_episodes", "evaluate_success", "fitted_q_iteration"]
+__all__ = [
+    "IterationStats",
+    "RandomAfterScripted",
+    "collect_episodes",
+    "evaluate_success",
+    "fitted_q_iteration",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,30 @@ def collect_episodes(env: Any, policy: Any, num_episodes: int) -> list[Episode]:
         show_progress=False,
     )
     return episodes
+
+
+class RandomAfterScripted:
+    """Acts as `scripted` for a random 1-7 steps of each episode, then uniformly at
+    random: logs of approaches that end anywhere (near misses and lucky grasps),
+    which a critic learns most from. `scripted` is a `ScriptedGraspPolicy`."""
+
+    def __init__(self, scripted: Any, seed: int) -> None:
+        self._scripted = scripted
+        self._random = RandomPolicy(6, seed=seed + 7)
+        self._rng = np.random.default_rng(seed + 11)
+        self._switch_at = 0
+        self._step = 0
+
+    def reset(self) -> None:
+        self._scripted.reset()
+        self._step = 0
+        self._switch_at = int(self._rng.integers(1, 8))
+
+    def sample_action(self, obs: object, explore_prob: float) -> tuple[np.ndarray, None]:
+        del explore_prob
+        self._step += 1
+        policy = self._scripted if self._step <= self._switch_at else self._random
+        return policy.select_action(obs), None
 
 
 def evaluate_success(env: Any, policy: Any, num_episodes: int) -> float:
