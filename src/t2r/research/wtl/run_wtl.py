@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text
 from t2r.modes import ModeKeys
 from t2r.research.wtl.episodes import Episode, wtl_example
 from t2r.research.wtl.scripted import ScriptedWTLPolicy, WTLDemoPolicy
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out / name / "export" / "latest_exporter_numpy" for name in ("trial", "retrial")
         )
         results = evaluate_all(trial_export, retrial_export, args.eval_tasks, base + 4, args.seed)
-        (out / "evaluation.json").write_text(json.dumps(results, indent=2))
+        atomic_write_text(out / "evaluation.json", json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
         return {"results": results}
     train_tasks, scripted_train = _timed(
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{torch.get_num_threads()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return summary
 
