@@ -37,6 +37,7 @@ __all__ = [
     "CONDITION_STATE",
     "CONDITION_SUCCESS",
     "INFERENCE_STATE",
+    "OBJECT_FEATURES",
     "Episode",
     "condition_features",
     "episode_arrays",
@@ -52,18 +53,20 @@ CONDITION_ACTION = "condition/labels/action"
 CONDITION_SUCCESS = "condition/labels/success"
 INFERENCE_STATE = "inference/features/full_state_pose"
 
-_OBJECT_FEATURES = 5
+#: Per cube slot in ``full_state_pose``: x, y, r, g, b (the env, the scripted
+#: agent and the models all read the state with this layout).
+OBJECT_FEATURES = 5
 
 
 def split_state(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``full_state_pose`` (..., 2 + 5 K) -> effector (..., 2), objects (..., K, 5)."""
     size = state.shape[-1] - 2
-    if size <= 0 or size % _OBJECT_FEATURES:
+    if size <= 0 or size % OBJECT_FEATURES:
         raise ValueError(
-            f"split_state: full_state_pose must have 2 + {_OBJECT_FEATURES} K entries, got "
+            f"split_state: full_state_pose must have 2 + {OBJECT_FEATURES} K entries, got "
             f"{state.shape[-1]}."
         )
-    objects = state[..., 2:].reshape(*state.shape[:-1], size // _OBJECT_FEATURES, _OBJECT_FEATURES)
+    objects = state[..., 2:].reshape(*state.shape[:-1], size // OBJECT_FEATURES, OBJECT_FEATURES)
     return state[..., :2], objects
 
 

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from t2r.research.pose_env.pose_env import offscreen_renderer, select_gl_backend
+from t2r.research.wtl.episodes import OBJECT_FEATURES
 
 select_gl_backend()
 
@@ -71,8 +72,6 @@ from t2r.research.lang_env.scene import (  # noqa: E402
 
 __all__ = ["OBJECT_FEATURES", "PHASES", "Layout", "WatchTryLearnEnv", "state_size"]
 
-#: Per cube slot in ``full_state_pose``: x, y, r, g, b.
-OBJECT_FEATURES = 5
 PHASES = ("demo", "trial")
 
 

@@ -43,14 +43,18 @@ from t2r.layers.tec import TemporalEmbeddingReducer
 from t2r.meta_learning.preprocessors import create_maml_feature_spec, create_maml_label_spec
 from t2r.models import RegressionModel
 from t2r.models.optimizers import create_adam_optimizer
+from t2r.research.wtl.episodes import (
+    CONDITION_STATE,
+    CONDITION_SUCCESS,
+    INFERENCE_STATE,
+    OBJECT_FEATURES,
+)
 
 __all__ = ["SHARED_MODULES", "WTLRetrialModel", "WTLTrialModel"]
 
 #: The modules a retrial model shares (same shapes) with a trial model of the same
 #: sizes: what a warm start copies. The cube scorer's input differs.
 SHARED_MODULES = ("frame", "demo_embedding", "act")
-
-_OBJECT_FEATURES = 5
 
 
 def _mlp(in_features: int, hidden: int, out_features: int, layers: int = 2) -> nn.Sequential:
@@ -65,7 +69,7 @@ def _mlp(in_features: int, hidden: int, out_features: int, layers: int = 2) -> n
 
 def _split(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., 2 + 5 K) -> effector (..., 2), objects (..., K, 5)."""
-    objects = state[..., 2:].reshape(*state.shape[:-1], -1, _OBJECT_FEATURES)
+    objects = state[..., 2:].reshape(*state.shape[:-1], -1, OBJECT_FEATURES)
     return state[..., :2], objects
 
 
@@ -80,7 +84,7 @@ class _FrameEncoder(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.cube = _mlp(_OBJECT_FEATURES + 3, hidden, hidden)
+        self.cube = _mlp(OBJECT_FEATURES + 3, hidden, hidden)
         self.attend = nn.Linear(hidden, 1)
         self.out_features = hidden + 2
 
@@ -132,7 +136,7 @@ class WTLTrialModel(RegressionModel):
         super().__init__(action_size=2, **kwargs)
         self.num_colours = int(num_colours)
         self.episode_length = int(episode_length)
-        self.state_size = 2 + 2 * self.num_colours * _OBJECT_FEATURES
+        self.state_size = 2 + 2 * self.num_colours * OBJECT_FEATURES
         self.retrial = bool(retrial)
         self.num_condition_samples_per_task = 2 if self.retrial else 1
         self.frame = _FrameEncoder(hidden_size)
@@ -150,7 +154,7 @@ class WTLTrialModel(RegressionModel):
         self.demo_embedding = reducer(width)
         self.last_frame = bool(last_frame)
         embedding_size = embed_size + (width if self.last_frame else 0)
-        score_in = _OBJECT_FEATURES + 3 + embedding_size
+        score_in = OBJECT_FEATURES + 3 + embedding_size
         if self.retrial:
             self.trial_embedding = reducer(width + 1 + embedding_size)
             score_in += embed_size + 1 + 3
@@ -195,9 +199,9 @@ class WTLTrialModel(RegressionModel):
         self, features: specs.TensorSpecStruct, mode: str, config: Any = None, params: Any = None
     ) -> dict[str, torch.Tensor]:
         flat = specs.flatten_spec_structure(features)
-        condition = flat["condition/features/full_state_pose"]  # (B, Nc, T, D)
-        success = 2.0 * flat["condition/labels/success"] - 1.0  # (B, Nc, T, 1)
-        state = flat["inference/features/full_state_pose"]  # (B, 1, T, D)
+        condition = flat[CONDITION_STATE]  # (B, Nc, T, D)
+        success = 2.0 * flat[CONDITION_SUCCESS] - 1.0  # (B, Nc, T, 1)
+        state = flat[INFERENCE_STATE]  # (B, 1, T, D)
         demo_frames = self.frame(condition[:, 0])  # (B, T, F)
         demo = self.demo_embedding(demo_frames)  # (B, E)
         if self.last_frame:
