@@ -1033,7 +1033,6 @@ class BatchIterable:
         prefetcher = None
         if self.prefetch > 0:
             iterator = prefetcher = _PrefetchThread(iterator, self.prefetch)
-        loader_iterator = iterator
         try:
             for batch in _ungroup(iterator):
                 if isinstance(batch, _SlotBatch):
@@ -1048,7 +1047,7 @@ class BatchIterable:
             # A worker error leaves the DataLoader iterator in a reference cycle with
             # the traceback; collected later, its queues may be finalized before it
             # and the workers' shutdown waits out a 5 s timeout. Stop them now.
-            shutdown = getattr(loader_iterator, "_shutdown_workers", None)
+            shutdown = getattr(iterator, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()
             raise
