@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, InstructionRe
     export_dir = args.export_dir or os.path.join(args.model_dir, "export", "latest_exporter_numpy")
     predictor = ExportedModelPredictor(export_dir, timeout=0)
     if not predictor.restore():
-        raise SystemExit(f"no export in {export_dir}")
+        raise SystemExit(f"t2r.research.bcz.evaluate: no complete export in {export_dir}.")
     env = LangReachEnv(render_size=args.render_size)
     results: dict[str, dict[str, InstructionResult]] = {}
     steps_to_success: dict[str, float] = {}
