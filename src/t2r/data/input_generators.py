@@ -343,7 +343,8 @@ class _RecordInputGenerator(AbstractInputGenerator):
         self._recycle_buffers = recycle_buffers
         if batches_per_transfer is not None and batches_per_transfer < 1:
             raise ValueError(
-                f"batches_per_transfer must be >= 1 or None (auto), got {batches_per_transfer}."
+                f"{type(self).__name__}: batches_per_transfer must be >= 1 or None (auto), "
+                f"got {batches_per_transfer}."
             )
         self._batches_per_transfer = batches_per_transfer
         self._rank = rank

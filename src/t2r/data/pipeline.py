@@ -215,7 +215,10 @@ class RecordBatchDataset(torch.utils.data.IterableDataset):
         if start_batch < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}.")
         if batches_per_transfer < 1:
-            raise ValueError(f"batches_per_transfer must be >= 1, got {batches_per_transfer}.")
+            raise ValueError(
+                "RecordBatchDataset: batches_per_transfer must be >= 1, got "
+                f"{batches_per_transfer}."
+            )
 
         def as_source(value: DataSource | Sequence[str]) -> DataSource:
             if isinstance(value, DataSource):
