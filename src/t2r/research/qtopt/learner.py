@@ -157,6 +157,10 @@ def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -
     )
 
 
+#: <linux/prctl.h>: the signal the kernel sends this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> bool:
     """Asks Linux to SIGKILL this process when its parent (torchrun's agent) dies, however
     it dies; True when set. Exits at once if the parent is already gone."""
@@ -166,7 +170,8 @@ def die_with_parent() -> bool:
     import signal
 
     parent = os.getppid()
-    if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         return False  # PR_SET_PDEATHSIG refused: torchrun's own shutdown still applies
     if os.getppid() != parent:
         raise SystemExit(f"{LEARNER_MODULE}: the parent process exited during start-up.")
