@@ -46,6 +46,7 @@ from t2r.research.grasp_env.calibrate import wilson_interval
 from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
+from t2r.research.qtopt.learner import NETWORKS
 from t2r.research.qtopt.offline import RandomAfterScripted, collect_episodes
 from t2r.research.qtopt.transitions import (
     grasp_episode_to_transitions,
@@ -54,10 +55,7 @@ from t2r.research.qtopt.transitions import (
 )
 from t2r.train import seed_everything
 
-SIZES: dict[str, dict[str, Any]] = {
-    "t2r": {},
-    "small": {"channels": 32, "num_convs": (2, 2, 1)},
-}
+SIZES: dict[str, dict[str, Any]] = {"t2r": NETWORKS["grasping44"], "small": NETWORKS["small"]}
 
 logger = logging.getLogger("qtopt_mc_check")
 
@@ -290,7 +288,8 @@ def main() -> None:
     export_dir = args.work_dir / "export"
     export_saved_model(model, export_dir, global_step=args.steps, exports_to_keep=1)
     predictor = ExportedModelPredictor(export_dir, timeout=0, trust_torchscript=True)
-    assert predictor.restore()
+    if not predictor.restore():  # not an assert: restoring is the work
+        raise SystemExit(f"{__file__}: the export just written did not restore.")
     held_records, held_index = load(heldout)
     result: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -306,7 +305,7 @@ def main() -> None:
     logger.info("random %s", json.dumps(result["random"]))
     print(json.dumps(result, indent=1))
     if args.output is not None:
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.output, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,12 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text
 from t2r.data.tfrecord import read_tfrecord_with_offsets
 from t2r.export import export_saved_model
 from t2r.models.optimizers import create_adam_optimizer
@@ -45,6 +47,7 @@ from t2r.research.grasp_env.calibrate import wilson_interval
 from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
+from t2r.research.qtopt.learner import NETWORKS
 from t2r.research.qtopt.offline import (
     IterationStats,
     RandomAfterScripted,
@@ -56,10 +59,7 @@ from t2r.research.qtopt.offline import (
 from t2r.research.qtopt.transitions import parse_transitions
 from t2r.train import seed_everything
 
-SIZES = {
-    "t2r": {},
-    "small": {"channels": 32, "num_convs": (2, 2, 1)},
-}
+SIZES: dict[str, dict[str, Any]] = {"t2r": NETWORKS["grasping44"], "small": NETWORKS["small"]}
 
 
 def main() -> None:
@@ -166,7 +166,8 @@ def main() -> None:
         policy_dir = Path(work_dir) / "policy"
         export_saved_model(model, policy_dir, global_step=args.iterations)
         predictor = ExportedModelPredictor(policy_dir, timeout=0, trust_torchscript=True)
-        assert predictor.restore()
+        if not predictor.restore():  # not an assert: restoring is the work
+            raise SystemExit(f"{__file__}: the export just written did not restore.")
         cem = qtopt_cem_policy(predictor, model, seed=args.seed)
         eval_seed = 10_000 + args.seed
         test_env = GraspEnv("test", seed=eval_seed)
@@ -210,7 +211,7 @@ def main() -> None:
             f"95 % Wilson {low:.1%} - {high:.1%})"
         )
     if args.output is not None:
-        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+        atomic_write_text(args.output, json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
