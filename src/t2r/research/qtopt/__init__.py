@@ -9,7 +9,7 @@
   env's 6-vector <-> the critic's action features, in one place.
 * `transition_specification`, `labelled_specification`,
   `grasp_episode_to_transitions`, `label_records` (`transitions`): the replay
-  records collectors and the Bellman updater write.
+  records collectors and the Bellman updaters write.
 * `BellmanLabeller` (`bellman`): r + gamma (1 - done) max_a' Q_target(s', a'),
   the max by CEM.
 * `qtopt_cem_policy` (`policy`): T2R's CEM policy on the critic, acting with

@@ -8,11 +8,11 @@ Run by `t2r.research.qtopt.loop` (``t2r qtopt``) as::
 (on a cluster, ``--nnodes``/``--rdzv-backend=c10d``/``--rdzv-endpoint=host:port``
 replace ``--standalone``; see docs/qtopt.md). Every rank reads its shard of
 ``D/labelled/`` (`t2r.data.ReplayInputGenerator`, which lists the directory
-again as the Bellman updater adds and relabels files); rank 0 writes
+again as the Bellman updaters add and relabel files); rank 0 writes
 checkpoints to ``D/model/`` and exports every ``--export_every`` steps to
 ``D/export/`` plus a copy one version behind in ``D/export_lagged/``
 (`t2r.export.TD3Hooks`): collectors act with the newest export, the Bellman
-updater labels with the lagged one (the target network).
+updaters label with the lagged one (the target network).
 
 A learner that dies is restarted (by torchrun's ``--max-restarts``, or by
 running the command again) and resumes from the newest checkpoint in
