@@ -9,6 +9,8 @@ image BC policy.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -402,3 +404,19 @@ class TinyHBCModel(AlgoModel):
 class TinyIRISModel(AlgoModel):
     def __init__(self) -> None:
         super().__init__(tiny_hierarchical_config("iris"), LOW_DIM_SHAPES, AC_DIM)
+
+
+def train_stopped_and_resumed(
+    make: Callable[[], AlgoModel],
+    train: Callable[[AlgoModel, Path, int], Any],
+    tmp_path: Path,
+    steps: int,
+) -> tuple[AlgoModel, AlgoModel]:
+    """`make()` trained `steps` steps in one go (in tmp_path/a), and again stopped after 2
+    and resumed to `steps` from step 2's checkpoint (in tmp_path/b): (uninterrupted, resumed)."""
+    uninterrupted = make()
+    train(uninterrupted, tmp_path / "a", steps)
+    train(make(), tmp_path / "b", 2)
+    resumed = make()
+    train(resumed, tmp_path / "b", steps)
+    return uninterrupted, resumed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import numpy as np
@@ -29,6 +30,7 @@ from .models import (
     ToyReachEnv,
     episode_actions,
     tiny_config,
+    train_stopped_and_resumed,
 )
 
 
@@ -405,12 +407,7 @@ def test_every_variant_trains_resumes_exports_and_rolls_out(variant, tmp_path):
         seed_everything(0)
         return AlgoModel(tiny_config(variant), LOW_DIM_SHAPES, AC_DIM)
 
-    uninterrupted = make()
-    _train(uninterrupted, tmp_path / "a", 4)
-    first_half = make()
-    _train(first_half, tmp_path / "b", 2)
-    resumed = make()
-    _train(resumed, tmp_path / "b", 4)  # restores step 2's checkpoint and goes on
+    uninterrupted, resumed = train_stopped_and_resumed(make, _train, tmp_path, 4)
     assert latest_checkpoint(tmp_path / "b").global_step == 4
     for name, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
@@ -445,12 +442,9 @@ def test_an_image_policy_resumes_bitwise_exports_and_rolls_out(tmp_path):
         seed_everything(0)
         return AlgoModel(tiny_config("bc", image=True), IMAGE_SHAPES, AC_DIM)
 
-    model = make()
-    _train(model, tmp_path / "a", 4, image=True)
-    first_half = make()
-    _train(first_half, tmp_path / "b", 2, image=True)
-    resumed = make()
-    _train(resumed, tmp_path / "b", 4, image=True)
+    model, resumed = train_stopped_and_resumed(
+        make, functools.partial(_train, image=True), tmp_path, 4
+    )
     for name, value in model.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
     assert any("running_mean" in name for name in model.state_dict())

@@ -36,6 +36,7 @@ from .models import (
     TransitionInput,
     episode_actions,
     tiny_hierarchical_config,
+    train_stopped_and_resumed,
 )
 from .models import (
     HIERARCHICAL_VARIANTS as VARIANTS,
@@ -312,12 +313,7 @@ def test_every_hierarchical_variant_trains_resumes_exports_and_rolls_out(variant
         seed_everything(0)
         return AlgoModel(tiny_hierarchical_config(variant), LOW_DIM_SHAPES, AC_DIM)
 
-    uninterrupted = make()
-    _train(uninterrupted, tmp_path / "a", 6)
-    first_half = make()
-    _train(first_half, tmp_path / "b", 2)
-    resumed = make()
-    _train(resumed, tmp_path / "b", 6)  # restores step 2's checkpoint and goes on
+    uninterrupted, resumed = train_stopped_and_resumed(make, _train, tmp_path, 6)
     assert latest_checkpoint(tmp_path / "b").global_step == 6
     state = uninterrupted.state_dict()
     for name, value in state.items():

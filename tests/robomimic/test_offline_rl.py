@@ -27,6 +27,7 @@ from .models import (
     TransitionInput,
     episode_actions,
     tiny_rl_config,
+    train_stopped_and_resumed,
 )
 
 TEMPLATES = Path(__file__).parent / "robomimic_templates"
@@ -382,12 +383,7 @@ def test_every_offline_rl_variant_trains_resumes_exports_and_rolls_out(variant, 
         seed_everything(0)
         return AlgoModel(tiny_rl_config(variant), LOW_DIM_SHAPES, AC_DIM)
 
-    uninterrupted = make()
-    _train(uninterrupted, tmp_path / "a", 6)
-    first_half = make()
-    _train(first_half, tmp_path / "b", 2)
-    resumed = make()
-    _train(resumed, tmp_path / "b", 6)  # restores step 2's checkpoint and goes on
+    uninterrupted, resumed = train_stopped_and_resumed(make, _train, tmp_path, 6)
     assert latest_checkpoint(tmp_path / "b").global_step == 6
     state = uninterrupted.state_dict()
     assert any("critic_target" in name for name in state)
