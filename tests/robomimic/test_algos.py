@@ -540,6 +540,47 @@ def test_bc_vae_prior_options_train_and_export(prior, tmp_path):
     )
 
 
+def test_vae_config_sections_reach_the_vae_actor():
+    """BC_VAE, BCQ and GL_VAE read their ``vae`` section through one mapping: every
+    key it returns is a VAEActor argument, and a changed config value reaches the net."""
+    import inspect
+
+    from t2r.robomimic.vae_nets import VAEActor, annealed_gumbel_temperature, vae_args_from_config
+
+    config = default_config("bc")
+    config.algo.vae.latent_dim = 5
+    config.algo.vae.prior.update(learn=True, use_gmm=True, gmm_num_modes=7)
+    args = vae_args_from_config(config.algo.vae)
+    assert set(args) <= set(inspect.signature(VAEActor.__init__).parameters)
+    assert (args["latent_dim"], args["prior_gmm_num_modes"]) == (5, 7)
+    sampler = default_config("bcq").algo.action_sampler.vae
+    assert set(vae_args_from_config(sampler)) == set(args)
+    prior = {
+        "categorical_init_temp": 1.0,
+        "categorical_temp_anneal_step": 0.1,
+        "categorical_min_temp": 0.3,
+    }
+    assert annealed_gumbel_temperature(prior, 2) == pytest.approx(0.8)
+    assert annealed_gumbel_temperature(prior, 20) == pytest.approx(0.3)
+
+
+def test_bc_vae_anneals_the_gumbel_temperature_per_epoch():
+    config = tiny_config("bc_vae")
+    config.algo.vae.prior.update(
+        use_categorical=True,
+        categorical_dim=3,
+        categorical_init_temp=1.0,
+        categorical_temp_anneal_step=0.1,
+        categorical_min_temp=0.3,
+    )
+    seed_everything(0)
+    algo = algo_factory("bc", config, dict(LOW_DIM_SHAPES), AC_DIM)
+    batch = _processed_batch(algo)
+    for epoch, expected in ((2, 0.8), (20, 0.3)):
+        log = algo.log_info(algo.train_on_batch(batch, epoch, validate=True))
+        assert log["Gumbel_Temperature"] == pytest.approx(expected)
+
+
 def test_vae_kl_to_the_unit_normal_is_the_closed_form():
     from t2r.robomimic.vae_nets import VAEActor
 

@@ -30,7 +30,7 @@ from torch import nn
 from t2r.robomimic.obs_encoders import ObservationGroupEncoder
 from t2r.robomimic.policy_nets import MLP, Decoder
 
-__all__ = ["MIMOMLP", "VAEActor"]
+__all__ = ["MIMOMLP", "VAEActor", "annealed_gumbel_temperature", "vae_args_from_config"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -75,7 +75,7 @@ def _categorical_sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Te
 class VAEActor(nn.Module):
     """robomimic's VAEActor: a conditional VAE over actions.
 
-    Args mirror ``vae_args_from_config``: encoder/decoder/prior layer dims,
+    Args mirror `vae_args_from_config`: encoder/decoder/prior layer dims,
     latent_dim, latent_clip, decoder_reconstruction_sum_across_elements, prior_learn,
     prior_is_conditioned, prior_use_gmm, prior_gmm_num_modes, prior_gmm_learn_weights,
     prior_use_categorical, prior_categorical_dim, prior_categorical_gumbel_softmax_hard.
@@ -340,3 +340,41 @@ class VAEActor(nn.Module):
     ) -> torch.Tensor:
         """(B, ac_dim): the decoded action of a prior sample."""
         return self.decode(self.sample_prior(obs, goal, noise), obs, goal)
+
+
+def vae_args_from_config(vae_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`VAEActor` keyword arguments from a robomimic ``vae`` config section.
+
+    The section is ``algo.vae`` (BC_VAE, GL_VAE) or ``algo.action_sampler.vae`` (BCQ):
+    layer dims, ``latent_dim``, ``latent_clip``, ``decoder.*`` and ``prior.*``. The
+    caller adds the observation arguments (shapes, modalities, encoder kwargs, ac_dim).
+    """
+    decoder = vae_config["decoder"]
+    prior = vae_config["prior"]
+    return {
+        "encoder_layer_dims": vae_config["encoder_layer_dims"],
+        "decoder_layer_dims": vae_config["decoder_layer_dims"],
+        "latent_dim": vae_config["latent_dim"],
+        "decoder_is_conditioned": decoder["is_conditioned"],
+        "decoder_reconstruction_sum_across_elements": decoder["reconstruction_sum_across_elements"],
+        "latent_clip": vae_config["latent_clip"],
+        "prior_learn": prior["learn"],
+        "prior_is_conditioned": prior["is_conditioned"],
+        "prior_layer_dims": vae_config["prior_layer_dims"],
+        "prior_use_gmm": prior["use_gmm"],
+        "prior_gmm_num_modes": prior["gmm_num_modes"],
+        "prior_gmm_learn_weights": prior["gmm_learn_weights"],
+        "prior_use_categorical": prior["use_categorical"],
+        "prior_categorical_dim": prior["categorical_dim"],
+        "prior_categorical_gumbel_softmax_hard": prior["categorical_gumbel_softmax_hard"],
+    }
+
+
+def annealed_gumbel_temperature(prior_config: Mapping[str, Any], epoch: int) -> float:
+    """A categorical prior's Gumbel-softmax temperature at `epoch`: linear from
+    ``categorical_init_temp`` down by ``categorical_temp_anneal_step`` per epoch, floored
+    at ``categorical_min_temp`` (keys of a ``vae.prior`` config section)."""
+    temperature = (
+        prior_config["categorical_init_temp"] - epoch * prior_config["categorical_temp_anneal_step"]
+    )
+    return float(max(temperature, prior_config["categorical_min_temp"]))

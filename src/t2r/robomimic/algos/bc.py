@@ -36,7 +36,7 @@ from t2r.robomimic.algos.base import (
 )
 from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork, RNNActorNetwork, TransformerActorNetwork
-from t2r.robomimic.vae_nets import VAEActor
+from t2r.robomimic.vae_nets import VAEActor, annealed_gumbel_temperature, vae_args_from_config
 
 __all__ = [
     "BC",
@@ -484,7 +484,6 @@ class BC_VAE(BC):
 
     def _create_networks(self) -> None:
         vae = self.algo_config["vae"]
-        prior = vae["prior"]
         self.nets = nn.ModuleDict()
         self.nets["policy"] = VAEActor(
             obs_shapes=self.obs_shapes,
@@ -492,33 +491,14 @@ class BC_VAE(BC):
             ac_dim=self.ac_dim,
             obs_modalities=self.obs_modalities,
             encoder_kwargs=self._encoder_kwargs(),
-            encoder_layer_dims=vae["encoder_layer_dims"],
-            decoder_layer_dims=vae["decoder_layer_dims"],
-            latent_dim=vae["latent_dim"],
-            decoder_is_conditioned=vae["decoder"]["is_conditioned"],
-            decoder_reconstruction_sum_across_elements=vae["decoder"][
-                "reconstruction_sum_across_elements"
-            ],
-            latent_clip=vae["latent_clip"],
-            prior_learn=prior["learn"],
-            prior_is_conditioned=prior["is_conditioned"],
-            prior_layer_dims=vae["prior_layer_dims"],
-            prior_use_gmm=prior["use_gmm"],
-            prior_gmm_num_modes=prior["gmm_num_modes"],
-            prior_gmm_learn_weights=prior["gmm_learn_weights"],
-            prior_use_categorical=prior["use_categorical"],
-            prior_categorical_dim=prior["categorical_dim"],
-            prior_categorical_gumbel_softmax_hard=prior["categorical_gumbel_softmax_hard"],
+            **vae_args_from_config(vae),
         )
         self.nets = self.nets.float().to(self.device)
 
     def train_on_batch(self, batch: Batch, epoch: int, validate: bool = False) -> dict[str, Any]:
         prior = self.algo_config["vae"]["prior"]
         if prior["use_categorical"]:
-            temperature = (
-                prior["categorical_init_temp"] - epoch * prior["categorical_temp_anneal_step"]
-            )
-            self.policy_net.gumbel_temperature = max(temperature, prior["categorical_min_temp"])
+            self.policy_net.gumbel_temperature = annealed_gumbel_temperature(prior, epoch)
         return super().train_on_batch(batch, epoch, validate=validate)
 
     def _forward_training(self, batch: Batch) -> dict[str, torch.Tensor]:

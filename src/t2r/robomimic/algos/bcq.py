@@ -54,7 +54,7 @@ from t2r.robomimic.algos.critics import (
 from t2r.robomimic.algos.td3_bc import check_epoch
 from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork, PerturbationActorNetwork
-from t2r.robomimic.vae_nets import VAEActor
+from t2r.robomimic.vae_nets import VAEActor, annealed_gumbel_temperature, vae_args_from_config
 from t2r.robomimic.value_nets import (
     ActionValueNetwork,
     DistributionalActionValueNetwork,
@@ -118,30 +118,13 @@ class BCQ(PolicyAlgo, ValueAlgo):
 
     def _create_action_sampler(self) -> None:
         vae = self.algo_config["action_sampler"]["vae"]
-        prior = vae["prior"]
         self.nets["action_sampler"] = VAEActor(
             obs_shapes=self.obs_shapes,
             goal_shapes=self.goal_shapes,
             ac_dim=self.ac_dim,
             obs_modalities=self.obs_modalities,
             encoder_kwargs=self.obs_config["encoder"],
-            encoder_layer_dims=vae["encoder_layer_dims"],
-            decoder_layer_dims=vae["decoder_layer_dims"],
-            latent_dim=vae["latent_dim"],
-            decoder_is_conditioned=vae["decoder"]["is_conditioned"],
-            decoder_reconstruction_sum_across_elements=vae["decoder"][
-                "reconstruction_sum_across_elements"
-            ],
-            latent_clip=vae["latent_clip"],
-            prior_learn=prior["learn"],
-            prior_is_conditioned=prior["is_conditioned"],
-            prior_layer_dims=vae["prior_layer_dims"],
-            prior_use_gmm=prior["use_gmm"],
-            prior_gmm_num_modes=prior["gmm_num_modes"],
-            prior_gmm_learn_weights=prior["gmm_learn_weights"],
-            prior_use_categorical=prior["use_categorical"],
-            prior_categorical_dim=prior["categorical_dim"],
-            prior_categorical_gumbel_softmax_hard=prior["categorical_gumbel_softmax_hard"],
+            **vae_args_from_config(vae),
         )
 
     def _perturbation_actor(self) -> PerturbationActorNetwork:
@@ -207,10 +190,7 @@ class BCQ(PolicyAlgo, ValueAlgo):
         vae, prior = config["vae"], config["vae"]["prior"]
         sampler = self.networks["action_sampler"]
         if prior["use_categorical"]:
-            temperature = (
-                prior["categorical_init_temp"] - epoch * prior["categorical_temp_anneal_step"]
-            )
-            sampler.gumbel_temperature = max(temperature, prior["categorical_min_temp"])
+            sampler.gumbel_temperature = annealed_gumbel_temperature(prior, epoch)
         freeze = config["freeze_encoder_epoch"] != -1 and epoch >= config["freeze_encoder_epoch"]
         outputs = sampler.forward_train(batch["actions"], batch["obs"], batch["goal_obs"], freeze)
         recons_loss, kl_loss = outputs["reconstruction_loss"], outputs["kl_loss"]

@@ -42,7 +42,12 @@ from t2r.robomimic.algos.base import (
 )
 from t2r.robomimic.algos.critics import repeat_obs
 from t2r.robomimic.config import Config
-from t2r.robomimic.vae_nets import MIMOMLP, VAEActor
+from t2r.robomimic.vae_nets import (
+    MIMOMLP,
+    VAEActor,
+    annealed_gumbel_temperature,
+    vae_args_from_config,
+)
 
 __all__ = [
     "GL",
@@ -337,7 +342,6 @@ class GL_VAE(GL):
 
     def _create_networks(self) -> None:
         vae = self.algo_config["vae"]
-        prior = vae["prior"]
         self._subgoal_widths = {k: math.prod(s) for k, s in self.subgoal_shapes.items()}
         self.nets = nn.ModuleDict()
         self.nets["goal_network"] = VAEActor(
@@ -346,23 +350,7 @@ class GL_VAE(GL):
             ac_dim=sum(self._subgoal_widths.values()),
             obs_modalities=self.obs_modalities,
             encoder_kwargs=self._encoder_kwargs(),
-            encoder_layer_dims=vae["encoder_layer_dims"],
-            decoder_layer_dims=vae["decoder_layer_dims"],
-            latent_dim=vae["latent_dim"],
-            decoder_is_conditioned=vae["decoder"]["is_conditioned"],
-            decoder_reconstruction_sum_across_elements=vae["decoder"][
-                "reconstruction_sum_across_elements"
-            ],
-            latent_clip=vae["latent_clip"],
-            prior_learn=prior["learn"],
-            prior_is_conditioned=prior["is_conditioned"],
-            prior_layer_dims=vae["prior_layer_dims"],
-            prior_use_gmm=prior["use_gmm"],
-            prior_gmm_num_modes=prior["gmm_num_modes"],
-            prior_gmm_learn_weights=prior["gmm_learn_weights"],
-            prior_use_categorical=prior["use_categorical"],
-            prior_categorical_dim=prior["categorical_dim"],
-            prior_categorical_gumbel_softmax_hard=prior["categorical_gumbel_softmax_hard"],
+            **vae_args_from_config(vae),
             output_squash=False,
         )
         self.nets = self.nets.float().to(self.device)
@@ -382,10 +370,7 @@ class GL_VAE(GL):
         prior = self.algo_config["vae"]["prior"]
         net = self.networks["goal_network"]
         if prior["use_categorical"]:
-            temperature = (
-                prior["categorical_init_temp"] - epoch * prior["categorical_temp_anneal_step"]
-            )
-            net.gumbel_temperature = max(temperature, prior["categorical_min_temp"])
+            net.gumbel_temperature = annealed_gumbel_temperature(prior, epoch)
         with torch.set_grad_enabled(not validate):
             info: dict[str, Any] = dict(PlannerAlgo.train_on_batch(self, batch, epoch, validate))
             goal = batch["goal_obs"] if self.goal_shapes else None
