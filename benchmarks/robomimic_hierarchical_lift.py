@@ -22,31 +22,17 @@ writes the results to ``<output_dir>/results_<algos>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 
-import torch
-
-from robomimic_offline_rl_lift import run, write_results
+from robomimic_offline_rl_lift import LIFT_KEYS, lift_parser, run_all, set_budget
 from t2r.robomimic.config import Config, default_config
 
-LIFT_KEYS = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
 ALGOS = ("hbc", "iris")
 
 
 def config_for(algo: str, args: argparse.Namespace) -> Config:
     """robomimic's defaults for `algo` with this benchmark's budget and Lift's keys."""
     config = default_config(algo)
-    config.experiment.name = algo
-    config.experiment.validate = False
-    config.experiment.rollout.enabled = False
-    config.experiment.render_video = False
-    config.experiment.epoch_every_n_steps = args.steps_per_epoch
-    config.train.num_epochs = args.epochs
-    config.train.batch_size = args.batch_size
-    config.train.hdf5_filter_key = args.filter_key
-    config.train.hdf5_normalize_obs = True
-    config.train.cuda = False
-    config.train.seed = 1
+    set_budget(config, algo, args, filter_key=args.filter_key)
     actor = config.algo.actor
     actor.actor_layer_dims = []
     actor.rnn.hidden_dim = 128
@@ -64,27 +50,12 @@ def config_for(algo: str, args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="runs/lift_mixed.hdf5")
+    description = (__doc__ or "").split("\n\n")[0]
+    parser = lift_parser(description, ALGOS, "runs/hierarchical", epochs=10)
     parser.add_argument("--filter_key", default="expert")
-    parser.add_argument("--output_dir", default="runs/hierarchical")
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps_per_epoch", type=int, default=100)
-    parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--iris_num_samples", type=int, default=20)
     parser.add_argument("--iris_action_samples", type=int, default=10)
-    parser.add_argument("--n_rollouts", type=int, default=50)
-    parser.add_argument("--horizon", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    results = []
-    for algo in args.algos:
-        results.append(run(algo, config_for(algo, args), args))
-        print(json.dumps(results[-1]), flush=True)
-    write_results(results, args)
+    run_all(parser.parse_args(), config_for)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +36,29 @@ LIFT_KEYS = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object
 ALGOS = ("bc", "bc_rnn", "bcq", "cql", "iql", "td3_bc")
 
 
-def config_for(algo: str, epochs: int, steps_per_epoch: int, batch_size: int) -> Config:
-    """robomimic's defaults for `algo` with this benchmark's budget and Lift's keys."""
-    config = default_config("bc" if algo == "bc_rnn" else algo)
+def set_budget(config: Config, algo: str, args: argparse.Namespace, filter_key: str) -> None:
+    """This benchmark's budget on `config` (shared by robomimic_hierarchical_lift.py):
+    ``args.epochs`` x ``args.steps_per_epoch`` updates of ``args.batch_size`` on
+    ``mask/<filter_key>``, normalized observations, no validation or rollouts while
+    training, CPU, training seed 1."""
     config.experiment.name = algo
     config.experiment.validate = False
     config.experiment.rollout.enabled = False
     config.experiment.render_video = False
-    config.experiment.epoch_every_n_steps = steps_per_epoch
-    config.observation.modalities.obs.low_dim = list(LIFT_KEYS)
-    config.train.num_epochs = epochs
-    config.train.batch_size = batch_size
-    config.train.hdf5_filter_key = "train"
+    config.experiment.epoch_every_n_steps = args.steps_per_epoch
+    config.train.num_epochs = args.epochs
+    config.train.batch_size = args.batch_size
+    config.train.hdf5_filter_key = filter_key
     config.train.hdf5_normalize_obs = True  # part 1: Lift's cube offsets need it
     config.train.cuda = False
     config.train.seed = 1
+
+
+def config_for(algo: str, args: argparse.Namespace) -> Config:
+    """robomimic's defaults for `algo` with this benchmark's budget and Lift's keys."""
+    config = default_config("bc" if algo == "bc_rnn" else algo)
+    set_budget(config, algo, args, filter_key="train")
+    config.observation.modalities.obs.low_dim = list(LIFT_KEYS)
     if algo == "bc_rnn":  # part 1's BC-RNN (benchmarks/robomimic_bc_rnn_lift.json)
         config.train.seq_length = 10
         config.algo.actor_layer_dims = []
@@ -85,26 +94,42 @@ def run(algo: str, config: Config, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def lift_parser(
+    description: str, algos: Sequence[str], output_dir: str, epochs: int
+) -> argparse.ArgumentParser:
+    """The options both Lift benchmarks take (data, budget, rollouts, threads); the
+    caller adds its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", default="runs/lift_mixed.hdf5")
-    parser.add_argument("--output_dir", default="runs/offline_rl")
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--output_dir", default=output_dir)
+    parser.add_argument("--algos", nargs="+", default=list(algos), choices=algos)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--steps_per_epoch", type=int, default=100)
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--n_rollouts", type=int, default=50)
     parser.add_argument("--horizon", type=int, default=200)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser
+
+
+def run_all(
+    args: argparse.Namespace, config_for: Callable[[str, argparse.Namespace], Config]
+) -> None:
+    """Trains and rolls out every algorithm of ``args.algos`` in turn, printing each
+    result as it comes, then writes them all (`write_results`)."""
     torch.set_num_threads(args.threads)
     results = []
     for algo in args.algos:
-        config = config_for(algo, args.epochs, args.steps_per_epoch, args.batch_size)
-        results.append(run(algo, config, args))
+        results.append(run(algo, config_for(algo, args), args))
         print(json.dumps(results[-1]), flush=True)
     write_results(results, args)
+
+
+def main() -> None:
+    description = (__doc__ or "").split("\n\n")[0]
+    args = lift_parser(description, ALGOS, "runs/offline_rl", epochs=50).parse_args()
+    run_all(args, config_for)
 
 
 def write_results(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
