@@ -3,6 +3,7 @@
 Everything here depends only on torch and numpy, takes channels-first images
 (B, C, H, W), and runs on any device.
 
+* `mlp`: the Linear/ReLU stack with a linear output that project heads are built from.
 * `SpatialSoftmax` / `spatial_softmax`: feature maps -> expected (x, y) points.
 * `ImagesToFeatures`, `FeaturesToPose`: the pose_env conv tower and MLP head
   (T2R ``BuildImagesToFeaturesModel`` / ``BuildImageFeaturesToPoseModel``).
@@ -37,6 +38,7 @@ from t2r.layers.mdn import (
     mdn_nll,
     mixture_distribution,
 )
+from t2r.layers.mlp import mlp
 from t2r.layers.snail import (
     AttentionBlock,
     CausalConv1d,
@@ -85,6 +87,7 @@ __all__ = [
     "mdn_log_prob",
     "mdn_nll",
     "mixture_distribution",
+    "mlp",
     "spatial_softmax",
     "tc_block_depth",
 ]

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from t2r.layers.mlp import mlp
 from t2r.layers.vision import ImagesToFeatures
 
 __all__ = [
@@ -61,18 +62,6 @@ CONTRASTIVE_LOSS_MODES = (
 )
 
 
-def _mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
-    """slim ``stack(fully_connected, hidden, relu, layer_norm)`` + a linear output."""
-    layers: list[nn.Module] = []
-    width = in_features
-    for units in hidden:
-        # slim applies the normalizer before the activation.
-        layers += [nn.Linear(width, units), nn.LayerNorm(units), nn.ReLU()]
-        width = units
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
-
-
 class FullStateEmbedding(nn.Module):
     """Embeds non-image (pose) observations (T2R ``embed_fullstate``).
 
@@ -81,7 +70,7 @@ class FullStateEmbedding(nn.Module):
 
     def __init__(self, in_features: int, embed_size: int, fc_layers: Sequence[int] = (100,)):
         super().__init__()
-        self.net = _mlp(in_features, fc_layers, embed_size)
+        self.net = mlp(in_features, fc_layers, embed_size, layer_norm=True)
 
     def forward(self, fullstate: torch.Tensor) -> torch.Tensor:
         if fullstate.dim() != 2:
@@ -117,7 +106,9 @@ class ConditionImageEmbedding(nn.Module):
         self.head: nn.Module = nn.Identity()
         if fc_layers:
             if use_spatial_softmax:
-                self.head = _mlp(self.tower.out_features, fc_layers[:-1], fc_layers[-1])
+                self.head = mlp(
+                    self.tower.out_features, fc_layers[:-1], fc_layers[-1], layer_norm=True
+                )
             else:
                 layers: list[nn.Module] = []
                 width = self.tower.num_output_maps
@@ -190,7 +181,7 @@ class TemporalEmbeddingReducer(nn.Module):
                 width *= steps
         self.convs = nn.ModuleList(convs)
         self.sequence_length = sequence_length
-        self.mlp = _mlp(width, fc_hidden_layers, output_size)
+        self.mlp = mlp(width, fc_hidden_layers, output_size, layer_norm=True)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         if embedding.dim() == 5:

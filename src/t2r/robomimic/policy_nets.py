@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2r.layers.mdn import MDNParams, mdn_log_prob
+from t2r.layers.mlp import mlp
 from t2r.robomimic.obs_encoders import ObservationGroupEncoder
 
 __all__ = [
@@ -131,12 +132,7 @@ class MLP(nn.Module):
         output_activation: type[nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        dim = input_dim
-        for width in layer_dims:
-            layers += [nn.Linear(dim, int(width)), activation()]
-            dim = int(width)
-        layers.append(nn.Linear(dim, output_dim))
+        layers = list(mlp(input_dim, layer_dims, output_dim, activation=activation))
         if output_activation is not None:
             layers.append(output_activation())
         self.model = nn.Sequential(*layers)

@@ -17,17 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from t2r.layers.mlp import mlp
+
 __all__ = ["MultiHeadMLP"]
-
-
-def _mlp(in_features: int, fc_layers: Sequence[int], out_features: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = in_features
-    for size in fc_layers:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
 
 
 class MultiHeadMLP(nn.Module):
@@ -56,9 +48,9 @@ class MultiHeadMLP(nn.Module):
         self.num_waypoints = int(num_waypoints)
         self.split = stop_gradient_future_waypoints and num_waypoints > 1
         first = 1 if self.split else num_waypoints
-        self.heads = nn.ModuleList(_mlp(in_features, fc_layers, d * first) for d in action_sizes)
+        self.heads = nn.ModuleList(mlp(in_features, fc_layers, d * first) for d in action_sizes)
         self.future_heads = nn.ModuleList(
-            _mlp(in_features, fc_layers, d * (num_waypoints - 1)) if self.split else nn.Identity()
+            mlp(in_features, fc_layers, d * (num_waypoints - 1)) if self.split else nn.Identity()
             for d in action_sizes
         )
 

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from t2r import specs
-from t2r.layers import FeaturesToPose, ImagesToFeatures
+from t2r.layers import FeaturesToPose, ImagesToFeatures, mlp
 from t2r.models import CriticModel, RegressionModel
 from t2r.preprocessors import ImagePreprocessor
 
@@ -250,13 +250,7 @@ class PoseEnvContinuousMCModel(CriticModel):
             in_channels, size = channels, (size - 3) // 2 + 1
         self.q_features = nn.Sequential(*layers)
         self.action_context = nn.Linear(2, channels)
-        mlp: list[nn.Module] = []
-        width = channels * size * size
-        for hidden in hidden_sizes:
-            mlp += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        mlp.append(nn.Linear(width, 1))
-        self.q_head = nn.Sequential(*mlp)
+        self.q_head = mlp(channels * size * size, hidden_sizes, 1)
         for module in self.q_features:
             if isinstance(module, nn.Conv2d):
                 nn.init.trunc_normal_(module.weight, std=0.01, a=-0.02, b=0.02)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2r import specs
+from t2r.layers.mlp import mlp
 from t2r.layers.tec import TemporalEmbeddingReducer
 from t2r.meta_learning.preprocessors import create_maml_feature_spec, create_maml_label_spec
 from t2r.models import RegressionModel
@@ -55,16 +56,6 @@ __all__ = ["SHARED_MODULES", "WTLRetrialModel", "WTLTrialModel"]
 #: The modules a retrial model shares (same shapes) with a trial model of the same
 #: sizes: what a warm start copies. The cube scorer's input differs.
 SHARED_MODULES = ("frame", "demo_embedding", "act")
-
-
-def _mlp(in_features: int, hidden: int, out_features: int, layers: int = 2) -> nn.Sequential:
-    modules: list[nn.Module] = []
-    width = in_features
-    for _ in range(layers):
-        modules += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    modules.append(nn.Linear(width, out_features))
-    return nn.Sequential(*modules)
 
 
 def _split(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +75,7 @@ class _FrameEncoder(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.cube = _mlp(OBJECT_FEATURES + 3, hidden, hidden)
+        self.cube = mlp(OBJECT_FEATURES + 3, (hidden, hidden), hidden)
         self.attend = nn.Linear(hidden, 1)
         self.out_features = hidden + 2
 
@@ -158,8 +149,8 @@ class WTLTrialModel(RegressionModel):
         if self.retrial:
             self.trial_embedding = reducer(width + 1 + embedding_size)
             score_in += embed_size + 1 + 3
-        self.score = _mlp(score_in, hidden_size, 1)
-        self.act = _mlp(3, hidden_size, 2)
+        self.score = mlp(score_in, (hidden_size, hidden_size), 1)
+        self.act = mlp(3, (hidden_size, hidden_size), 2)
         if warm_start_checkpoint is not None:
             # strict: every shared tensor must be there at this model's shape.
             self.init_from_checkpoint(
