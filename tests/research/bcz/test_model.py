@@ -8,7 +8,7 @@ import torch
 from t2r import specs
 from t2r.modes import ModeKeys
 from t2r.research.bcz import LANG_REACH_SIZE, PAPER_SIZE, BCZModel, MultiHeadMLP
-from t2r.research.bcz.model import EMBEDDING, IMAGE
+from t2r.research.lang_env.features import EMBEDDING, IMAGE
 from t2r.train import seed_everything
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from t2r.research.bcz import BCZPolicy, waypoint_moves
-from t2r.research.bcz.model import EMBEDDING, IMAGE
+from t2r.research.lang_env.features import EMBEDDING, IMAGE
 
 
 def test_waypoint_moves_are_clipped_differences() -> None:

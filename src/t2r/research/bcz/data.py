@@ -29,6 +29,7 @@ from t2r.data.rlds import (
     RLDSWindow,
 )
 from t2r.research.bcz.model import STOP_TOKEN
+from t2r.research.lang_env.features import EFFECTOR
 from t2r.specs import SpecError, TensorSpecStruct, flatten_spec_structure, to_tensors
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "future_waypoints",
 ]
 
-DEFAULT_WAYPOINT_SOURCES: dict[str, str] = {"future/xyz_residual": "observation/effector"}
+DEFAULT_WAYPOINT_SOURCES: dict[str, str] = {"future/xyz_residual": EFFECTOR}
 """lang_env: the ``xyz`` component's waypoints come from the effector's (x, y)."""
 
 

@@ -50,6 +50,7 @@ from t2r.layers import FiLMResNet
 from t2r.models import AbstractT2RModel
 from t2r.modes import ModeKeys
 from t2r.research.bcz.networks import MultiHeadMLP
+from t2r.research.lang_env.features import EMBEDDING, IMAGE, OBSERVATION_PREFIX
 
 __all__ = [
     "EMBEDDING",
@@ -63,8 +64,6 @@ __all__ = [
     "output_key",
 ]
 
-IMAGE = "observation/image"
-EMBEDDING = "observation/natural_language_embedding"
 STOP_TOKEN = "future/stop_token"
 """Label (K, 1) float32: 1 where the waypoint lies past the episode's end (T2R's name)."""
 
@@ -328,6 +327,6 @@ class BCZModel(AbstractT2RModel):
         observation: Mapping[str, Any] = policy_inputs[0]
         features = {IMAGE: observation["image"]}
         if not self.ignore_task_embedding:
-            key = self.condition_key.removeprefix("observation/")
+            key = self.condition_key.removeprefix(OBSERVATION_PREFIX)
             features[self.condition_key] = observation[key]
         return features

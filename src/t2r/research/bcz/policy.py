@@ -24,7 +24,7 @@ import numpy as np
 
 from t2r.policies import Policy
 from t2r.predictors import AbstractPredictor
-from t2r.research.bcz.model import EMBEDDING, IMAGE
+from t2r.research.lang_env.features import EMBEDDING, IMAGE
 
 __all__ = ["BCZPolicy", "waypoint_moves"]
 

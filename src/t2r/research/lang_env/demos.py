@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from t2r.data.rlds import RLDSDatasetInfo, RLDSEpisodeWriter, write_rlds
+from t2r.research.lang_env.features import EFFECTOR, EMBEDDING, IMAGE, INSTRUCTION
 from t2r.research.lang_env.lang_env import LangReachEnv
 from t2r.specs import ExtendedTensorSpec, TensorSpecStruct
 
@@ -64,15 +65,15 @@ def demo_step_spec(render_size: int = 64, embedding_size: int = 512) -> TensorSp
     return TensorSpecStruct(
         [
             (
-                "observation/image",
+                IMAGE,
                 ExtendedTensorSpec((render_size, render_size, 3), torch.uint8, data_format="jpeg"),
             ),
             (
-                "observation/natural_language_embedding",
+                EMBEDDING,
                 ExtendedTensorSpec((embedding_size,), torch.float32),
             ),
-            ("observation/natural_language_instruction", ExtendedTensorSpec((), "string")),
-            ("observation/effector", ExtendedTensorSpec((2,), torch.float32)),
+            (INSTRUCTION, ExtendedTensorSpec((), "string")),
+            (EFFECTOR, ExtendedTensorSpec((2,), torch.float32)),
             ("action/world_vector", ExtendedTensorSpec((3,), torch.float32)),
             ("action/rotation_delta", ExtendedTensorSpec((3,), torch.float32)),
             ("action/gripper_closedness_action", ExtendedTensorSpec((1,), torch.float32)),
@@ -148,14 +149,10 @@ class EpisodeToRLDS:
         return [
             {
                 "steps": {
-                    "observation/image": np.stack([o["image"] for o in observations]),
-                    "observation/natural_language_embedding": np.stack(
-                        [o["natural_language_embedding"] for o in observations]
-                    ),
-                    "observation/natural_language_instruction": [
-                        o["natural_language_instruction"] for o in observations
-                    ],
-                    "observation/effector": np.stack([o["effector"] for o in observations]),
+                    IMAGE: np.stack([o["image"] for o in observations]),
+                    EMBEDDING: np.stack([o["natural_language_embedding"] for o in observations]),
+                    INSTRUCTION: [o["natural_language_instruction"] for o in observations],
+                    EFFECTOR: np.stack([o["effector"] for o in observations]),
                     "action/world_vector": np.stack(actions),
                     "action/rotation_delta": np.zeros((n, 3), np.float32),
                     "action/gripper_closedness_action": np.zeros((n, 1), np.float32),
@@ -264,14 +261,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     env = LangReachEnv(render_size=args.render_size)
-    for split, count, seed in (
-        ("train", args.train_episodes, args.seed),
-        ("val", args.val_episodes, args.seed + 1),
-    ):
-        if count > 0:
-            info = write_demos(args.out, count, split, noise=args.noise, seed=seed, env=env)
-            logger.info("%s: %s", split, info.splits[split])
-    env.close()
+    try:
+        for split, count, seed in (
+            ("train", args.train_episodes, args.seed),
+            ("val", args.val_episodes, args.seed + 1),
+        ):
+            if count > 0:
+                info = write_demos(args.out, count, split, noise=args.noise, seed=seed, env=env)
+                logger.info("%s: %s", split, info.splits[split])
+    finally:
+        env.close()
 
 
 if __name__ == "__main__":

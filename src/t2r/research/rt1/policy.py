@@ -22,10 +22,9 @@ import numpy as np
 
 from t2r.policies import RegressionPolicy
 from t2r.predictors import AbstractPredictor
+from t2r.research.lang_env.features import EMBEDDING, IMAGE
 from t2r.research.rt1.text_encoders import TextEncoder
 
-IMAGE = "observation/image"
-EMBEDDING = "observation/natural_language_embedding"
 ACTION_TOKENS = "action_tokens"
 
 

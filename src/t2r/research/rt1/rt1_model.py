@@ -42,15 +42,13 @@ from t2r import specs
 from t2r.models import AbstractT2RModel
 from t2r.modes import ModeKeys
 from t2r.preprocessors import AbstractPreprocessor
+from t2r.research.lang_env.features import EMBEDDING, IMAGE, INSTRUCTION
 from t2r.research.rt1.action_tokenizer import RT1ActionTokenizer, rt1_action_spec
 from t2r.research.rt1.film_efficientnet import FiLMEfficientNet, load_imagenet_weights
 from t2r.research.rt1.text_encoders import TextEncoder
 from t2r.research.rt1.token_learner import TokenLearner
 from t2r.research.rt1.transformer import RT1Transformer, rt1_attention_mask
 
-IMAGE = "observation/image"
-EMBEDDING = "observation/natural_language_embedding"
-INSTRUCTION = "observation/natural_language_instruction"
 IMAGE_TOKENS = "image_tokens"
 SEQ_IDX = "seq_idx"
 ACTION_TOKENS = "action_tokens"
