@@ -59,22 +59,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, InstructionRe
     predictor = ExportedModelPredictor(export_dir, timeout=0)
     if not predictor.restore():
         raise SystemExit(f"t2r.research.bcz.evaluate: no complete export in {export_dir}.")
-    env = LangReachEnv(render_size=args.render_size)
     results: dict[str, dict[str, InstructionResult]] = {}
     steps_to_success: dict[str, float] = {}
-    for n in args.execute_waypoints or [1]:
-        plural = "s" if n > 1 else ""
-        name = f"{args.label} (step {predictor.global_step}, {n} waypoint{plural}/prediction)"
-        policy = BCZPolicy(predictor, step_size=env.step_size, execute_waypoints=n)
+    env = LangReachEnv(render_size=args.render_size)
+    try:
+        for n in args.execute_waypoints or [1]:
+            plural = "s" if n > 1 else ""
+            name = f"{args.label} (step {predictor.global_step}, {n} waypoint{plural}/prediction)"
+            policy = BCZPolicy(predictor, step_size=env.step_size, execute_waypoints=n)
+            start = time.perf_counter()
+            results[name] = evaluate_policy(env, policy, args.episodes, seed=args.seed)
+            logger.info(
+                "%s: %.1f s, %d predictions", name, time.perf_counter() - start, policy.predictions
+            )
         start = time.perf_counter()
-        results[name] = evaluate_policy(env, policy, args.episodes, seed=args.seed)
-        logger.info(
-            "%s: %.1f s, %d predictions", name, time.perf_counter() - start, policy.predictions
-        )
-    start = time.perf_counter()
-    results["random"] = evaluate_policy(env, RandomPolicy(0), args.episodes, seed=args.seed)
-    logger.info("random: %.1f s", time.perf_counter() - start)
-    env.close()
+        results["random"] = evaluate_policy(env, RandomPolicy(0), args.episodes, seed=args.seed)
+        logger.info("random: %.1f s", time.perf_counter() - start)
+    finally:
+        env.close()
     for name, result in results.items():
         steps = [s for r in result.values() for s in r.steps_to_success]
         steps_to_success[name] = sum(steps) / len(steps) if steps else float("nan")

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text
 from t2r.research.lang_env.lang_env import LangReachEnv
 
 __all__ = [
@@ -186,28 +187,24 @@ def main(
     if checkpoint is None:
         raise SystemExit(f"no checkpoint in {args.model_dir}")
     load_model_weights(checkpoint, model)
-    env = LangReachEnv(render_size=args.render_size)
     results = {}
-    for name, policy in (
-        (f"RT-1 (step {checkpoint.global_step})", RT1WindowPolicy(model)),
-        ("random", RandomPolicy(0)),
-    ):
-        start = time.perf_counter()
-        results[name] = evaluate_policy(env, policy, args.episodes)
-        logger.info("%s: %.1f s", name, time.perf_counter() - start)
-    table = format_success_table(results)
-    print(table)
+    env = LangReachEnv(render_size=args.render_size)
+    try:
+        for name, policy in (
+            (f"RT-1 (step {checkpoint.global_step})", RT1WindowPolicy(model)),
+            ("random", RandomPolicy(0)),
+        ):
+            start = time.perf_counter()
+            results[name] = evaluate_policy(env, policy, args.episodes)
+            logger.info("%s: %.1f s", name, time.perf_counter() - start)
+    finally:
+        env.close()
+    print(format_success_table(results))
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(
-                {
-                    n: {i: dataclasses.asdict(r) for i, r in res.items()}
-                    for n, res in results.items()
-                },
-                f,
-                indent=2,
-            )
-    env.close()
+        table = {
+            n: {i: dataclasses.asdict(r) for i, r in res.items()} for n, res in results.items()
+        }
+        atomic_write_text(args.json_out, json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":
