@@ -82,8 +82,8 @@ PAPER_SIZE: dict[str, Any] = dict(
 
 # What lang_reach_bcz.gin trains on a CPU: 64 px, ResNet-18 at half width, and
 # BatchNorm averages with momentum 0.1: at T2R's 0.003 the running variances of a
-# 2000-step run lag the growing activations (measured: validation loss 0.43 in
-# eval mode vs 0.025 with batch statistics at step 2000; 0.023 once recomputed).
+# 2000-step run lag the growing activations (measured: validation loss 0.42 in
+# eval mode vs 0.024 with batch statistics at step 2000; 0.023 once recomputed).
 LANG_REACH_SIZE: dict[str, Any] = dict(
     image_size=64,
     resnet_depth=18,
