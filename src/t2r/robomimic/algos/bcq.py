@@ -44,6 +44,7 @@ from t2r.robomimic.algos.base import (
     soft_update,
 )
 from t2r.robomimic.algos.critics import (
+    action_value_ensemble,
     ensemble_backup,
     make_critic_ensemble,
     repeat_obs,
@@ -56,7 +57,6 @@ from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork, PerturbationActorNetwork
 from t2r.robomimic.vae_nets import VAEActor, annealed_gumbel_temperature, vae_args_from_config
 from t2r.robomimic.value_nets import (
-    ActionValueNetwork,
     DistributionalActionValueNetwork,
     project_onto_atoms,
 )
@@ -99,22 +99,7 @@ class BCQ(PolicyAlgo, ValueAlgo):
         return bool(self.algo_config["actor"]["enabled"])
 
     def _create_critics(self) -> None:
-        critic = self.algo_config["critic"]
-
-        def make_critic() -> ActionValueNetwork:
-            return ActionValueNetwork(
-                self.obs_shapes,
-                self.ac_dim,
-                critic["layer_dims"],
-                self.obs_modalities,
-                self.obs_config["encoder"],
-                goal_shapes=self.goal_shapes,
-                value_bounds=critic["value_bounds"],
-            )
-
-        self.nets["critic"], self.nets["critic_target"] = make_critic_ensemble(
-            int(critic["ensemble"]["n"]), make_critic
-        )
+        self.nets["critic"], self.nets["critic_target"] = action_value_ensemble(self)
 
     def _create_action_sampler(self) -> None:
         vae = self.algo_config["action_sampler"]["vae"]

@@ -43,16 +43,14 @@ from t2r.robomimic.algos.base import (
     soft_update,
 )
 from t2r.robomimic.algos.critics import (
-    make_critic_ensemble,
+    action_value_ensemble,
     q_values_of_action_samples,
     rl_training_summary,
     sync_target_networks,
     transition_batch,
 )
-from t2r.robomimic.algos.iql import actor_head_from_config
+from t2r.robomimic.algos.iql import actor_from_config
 from t2r.robomimic.config import Config
-from t2r.robomimic.policy_nets import ActorNetwork
-from t2r.robomimic.value_nets import ActionValueNetwork
 
 __all__ = ["CQL", "ScalarParameter"]
 
@@ -95,37 +93,9 @@ class CQL(PolicyAlgo, ValueAlgo):
         self.target_q_gap = float(gap) if self.automatic_cql_tuning else 0.0
 
     def _create_networks(self) -> None:
-        config = self.algo_config
-        encoder = self.obs_config["encoder"]
-        head, head_kwargs, init_last = actor_head_from_config(config["actor"], ("gaussian",))
         self.nets = nn.ModuleDict()
-        self.nets["actor"] = ActorNetwork(
-            self.obs_shapes,
-            self.ac_dim,
-            config["actor"]["layer_dims"],
-            self.obs_modalities,
-            encoder,
-            goal_shapes=self.goal_shapes,
-            head=head,
-            head_kwargs=head_kwargs,
-            init_last_fc_weight=init_last,
-        )
-        critic = config["critic"]
-
-        def make_critic() -> ActionValueNetwork:
-            return ActionValueNetwork(
-                self.obs_shapes,
-                self.ac_dim,
-                critic["layer_dims"],
-                self.obs_modalities,
-                encoder,
-                goal_shapes=self.goal_shapes,
-                value_bounds=critic["value_bounds"],
-            )
-
-        self.nets["critic"], self.nets["critic_target"] = make_critic_ensemble(
-            int(critic["ensemble"]["n"]), make_critic
-        )
+        self.nets["actor"] = actor_from_config(self, ("gaussian",))
+        self.nets["critic"], self.nets["critic_target"] = action_value_ensemble(self)
         if self.automatic_entropy_tuning:
             self.nets["log_entropy_weight"] = ScalarParameter(torch.zeros(1))
         if self.automatic_cql_tuning:

@@ -23,9 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from t2r.robomimic.algos.base import Batch, batch_to_float, hard_update
+from t2r.robomimic.algos.base import Algo, Batch, batch_to_float, hard_update
+from t2r.robomimic.value_nets import ActionValueNetwork
 
 __all__ = [
+    "action_value_ensemble",
     "ensemble_backup",
     "make_critic_ensemble",
     "q_values_of_action_samples",
@@ -95,6 +97,27 @@ def make_critic_ensemble(
         critics.append(make_critic())
         targets.append(make_critic())
     return critics, targets
+
+
+def action_value_ensemble(algo: Algo) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """``(critics, targets)`` for `algo`'s ``algo.critic`` section: ``ensemble.n``
+    `ActionValueNetwork` pairs (`make_critic_ensemble`) over ``layer_dims``, clipped to
+    ``value_bounds`` where the section has them (IQL's has none), on the algorithm's
+    observations, goals and encoder."""
+    critic = algo.algo_config["critic"]
+
+    def make_critic() -> ActionValueNetwork:
+        return ActionValueNetwork(
+            algo.obs_shapes,
+            algo.ac_dim,
+            critic["layer_dims"],
+            algo.obs_modalities,
+            algo.obs_config["encoder"],
+            goal_shapes=algo.goal_shapes,
+            value_bounds=critic.get("value_bounds"),
+        )
+
+    return make_critic_ensemble(int(critic["ensemble"]["n"]), make_critic)
 
 
 def sync_target_networks(nets: nn.ModuleDict) -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2r.robomimic.algos.base import (
+    Algo,
     Batch,
     PolicyAlgo,
     ValueAlgo,
@@ -34,16 +35,16 @@ from t2r.robomimic.algos.base import (
     soft_update,
 )
 from t2r.robomimic.algos.critics import (
-    make_critic_ensemble,
+    action_value_ensemble,
     rl_training_summary,
     sync_target_networks,
     transition_batch,
 )
 from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork
-from t2r.robomimic.value_nets import ActionValueNetwork, ValueNetwork
+from t2r.robomimic.value_nets import ValueNetwork
 
-__all__ = ["IQL", "actor_head_from_config"]
+__all__ = ["IQL", "actor_from_config", "actor_head_from_config"]
 
 
 @register_algo_factory_func("iql")
@@ -69,6 +70,25 @@ def actor_head_from_config(
     return kind, kwargs, init_last_fc_weight
 
 
+def actor_from_config(algo: Algo, allowed: tuple[str, ...]) -> ActorNetwork:
+    """CQL's and IQL's actor: an `ActorNetwork` over ``algo.actor.layer_dims`` with the
+    head of ``algo.actor.net`` (`actor_head_from_config`), on the algorithm's
+    observations, goals and encoder."""
+    actor = algo.algo_config["actor"]
+    head, head_kwargs, init_last = actor_head_from_config(actor, allowed)
+    return ActorNetwork(
+        algo.obs_shapes,
+        algo.ac_dim,
+        actor["layer_dims"],
+        algo.obs_modalities,
+        algo.obs_config["encoder"],
+        goal_shapes=algo.goal_shapes,
+        head=head,
+        head_kwargs=head_kwargs,
+        init_last_fc_weight=init_last,
+    )
+
+
 class IQL(PolicyAlgo, ValueAlgo):
     """Implicit Q-learning (see the module doc)."""
 
@@ -77,37 +97,12 @@ class IQL(PolicyAlgo, ValueAlgo):
     def _create_networks(self) -> None:
         config = self.algo_config
         encoder = self.obs_config["encoder"]
-        head, head_kwargs, init_last = actor_head_from_config(config["actor"], ("gaussian", "gmm"))
         self.nets = nn.ModuleDict()
-        self.nets["actor"] = ActorNetwork(
-            self.obs_shapes,
-            self.ac_dim,
-            config["actor"]["layer_dims"],
-            self.obs_modalities,
-            encoder,
-            goal_shapes=self.goal_shapes,
-            head=head,
-            head_kwargs=head_kwargs,
-            init_last_fc_weight=init_last,
-        )
-        critic = config["critic"]
-
-        def make_critic() -> ActionValueNetwork:
-            return ActionValueNetwork(
-                self.obs_shapes,
-                self.ac_dim,
-                critic["layer_dims"],
-                self.obs_modalities,
-                encoder,
-                goal_shapes=self.goal_shapes,
-            )
-
-        self.nets["critic"], self.nets["critic_target"] = make_critic_ensemble(
-            int(critic["ensemble"]["n"]), make_critic
-        )
+        self.nets["actor"] = actor_from_config(self, ("gaussian", "gmm"))
+        self.nets["critic"], self.nets["critic_target"] = action_value_ensemble(self)
         self.nets["vf"] = ValueNetwork(
             self.obs_shapes,
-            critic["layer_dims"],
+            config["critic"]["layer_dims"],
             self.obs_modalities,
             encoder,
             goal_shapes=self.goal_shapes,

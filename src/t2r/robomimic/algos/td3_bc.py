@@ -35,15 +35,14 @@ from t2r.robomimic.algos.base import (
     soft_update,
 )
 from t2r.robomimic.algos.critics import (
+    action_value_ensemble,
     ensemble_backup,
-    make_critic_ensemble,
     rl_training_summary,
     sync_target_networks,
     transition_batch,
 )
 from t2r.robomimic.config import Config
 from t2r.robomimic.policy_nets import ActorNetwork
-from t2r.robomimic.value_nets import ActionValueNetwork
 
 __all__ = ["TD3_BC", "check_epoch"]
 
@@ -71,18 +70,6 @@ class TD3_BC(PolicyAlgo, ValueAlgo):
         super().__init__(*args, **kwargs)
         self.discount = float(self.algo_config["discount"]) ** int(self.algo_config["n_step"])
 
-    def _critic(self) -> ActionValueNetwork:
-        critic = self.algo_config["critic"]
-        return ActionValueNetwork(
-            self.obs_shapes,
-            self.ac_dim,
-            critic["layer_dims"],
-            self.obs_modalities,
-            self.obs_config["encoder"],
-            goal_shapes=self.goal_shapes,
-            value_bounds=critic["value_bounds"],
-        )
-
     def _actor(self) -> ActorNetwork:
         return ActorNetwork(
             self.obs_shapes,
@@ -95,8 +82,7 @@ class TD3_BC(PolicyAlgo, ValueAlgo):
 
     def _create_networks(self) -> None:
         self.nets = nn.ModuleDict()
-        n = int(self.algo_config["critic"]["ensemble"]["n"])
-        self.nets["critic"], self.nets["critic_target"] = make_critic_ensemble(n, self._critic)
+        self.nets["critic"], self.nets["critic_target"] = action_value_ensemble(self)
         self.nets["actor"] = self._actor()
         self.nets["actor_target"] = self._actor()
         sync_target_networks(self.nets)
