@@ -55,6 +55,7 @@ from t2r.research.lang_env.scene import (  # noqa: E402
     COLOURS,
     WORKSPACE_HALF,
     build_scene_xml,
+    sample_apart,
 )
 from t2r.research.rt1.text_encoders import HashingTextEncoder, TextEncoder  # noqa: E402
 
@@ -168,15 +169,9 @@ class LangReachEnv(gym.Env):
         mujoco.mj_camlight(self._model, self._data)  # the fixed camera's pose
 
     def _sample_positions(self) -> None:
-        rng = self.np_random
-        limit = WORKSPACE_HALF - BLOCK_HALF
-        for _ in range(1000):
-            points = rng.uniform(-limit, limit, size=(len(self.colours) + 1, 2))
-            gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
-            if gaps[np.triu_indices(len(points), 1)].min() >= self.min_separation:
-                break
-        else:  # pragma: no cover - the default sizes leave plenty of room
-            raise RuntimeError("LangReachEnv: could not place the blocks apart.")
+        points = sample_apart(
+            self.np_random, len(self.colours) + 1, self.min_separation, "LangReachEnv"
+        )
         self.blocks = {c: points[i] for i, c in enumerate(self.colours)}
         self.effector = points[-1]
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 WORKSPACE_HALF = 0.25
 BLOCK_HALF = 0.035
 EFFECTOR_RADIUS = 0.025
@@ -29,6 +31,27 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "blue": (0.1, 0.25, 0.9),
     "yellow": (0.95, 0.85, 0.1),
 }
+
+
+def sample_apart(
+    rng: np.random.Generator, count: int, min_separation: float, owner: str
+) -> np.ndarray:
+    """(count, 2) x-y positions, uniform where a block fits in the workspace
+    (``|x|, |y| <= WORKSPACE_HALF - BLOCK_HALF``), every pair at least `min_separation`
+    apart: the first of up to 1000 draws of all `count` at once that is.
+
+    Raises:
+      RuntimeError: naming `owner`, when no draw was spread enough.
+    """
+    limit = WORKSPACE_HALF - BLOCK_HALF
+    for _ in range(1000):
+        points = rng.uniform(-limit, limit, size=(count, 2))
+        gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        if gaps[np.triu_indices(count, 1)].min() >= min_separation:
+            return points
+    raise RuntimeError(
+        f"{owner}: could not place {count} objects {min_separation} apart in 1000 draws."
+    )
 
 
 def build_scene_xml(

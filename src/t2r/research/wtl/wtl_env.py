@@ -68,6 +68,7 @@ from t2r.research.lang_env.scene import (  # noqa: E402
     COLOURS,
     WORKSPACE_HALF,
     build_scene_xml,
+    sample_apart,
 )
 
 __all__ = ["OBJECT_FEATURES", "PHASES", "Layout", "WatchTryLearnEnv", "state_size"]
@@ -189,16 +190,9 @@ class WatchTryLearnEnv(gym.Env):
         self._episodes_in_task = 0
 
     def _sample_layout(self) -> Layout:
-        rng = self.np_random
-        limit = WORKSPACE_HALF - BLOCK_HALF
         cubes = [(c, twin) for c in range(len(self.colours)) for twin in (0, 1)]
-        order = rng.permutation(len(cubes))
-        for _ in range(1000):
-            points = rng.uniform(-limit, limit, size=(len(cubes), 2))
-            if _min_gap(points) >= self.min_separation:
-                break
-        else:  # pragma: no cover - the default sizes leave plenty of room
-            raise RuntimeError("WatchTryLearnEnv: could not place the cubes apart.")
+        order = self.np_random.permutation(len(cubes))
+        points = sample_apart(self.np_random, len(cubes), self.min_separation, "WatchTryLearnEnv")
         return Layout(points, tuple(cubes[i] for i in order))
 
     def _sample_effector(self, positions: np.ndarray) -> np.ndarray:
@@ -307,8 +301,3 @@ class WatchTryLearnEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-
-def _min_gap(points: np.ndarray) -> float:
-    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
-    return float(gaps[np.triu_indices(len(points), 1)].min())
