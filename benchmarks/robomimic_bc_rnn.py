@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from t2r.robomimic.config import Config, load_config
+
 ROBOMIMIC_REFERENCE = (413.0, 514.0)
 BATCH = 100
 SEQ = 10
@@ -89,33 +91,35 @@ def _autocast(bf16: bool) -> contextlib.AbstractContextManager:
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
-def time_train_step(config: dict[str, Any], dataset: str, steps: int, bf16: bool) -> float:
-    """samples/s of AlgoModel.train_step on prefetched batches."""
+def time_train_step(
+    config: Config, dataset: str, steps: int, bf16: bool = False, prefetch: int = 8
+) -> float:
+    """samples/s of AlgoModel.train_step on `prefetch` batches already in memory (3 warm-up
+    updates first). Shared with robomimic_offline_rl.py."""
     from t2r.modes import ModeKeys
-    from t2r.robomimic.config import load_config
     from t2r.robomimic.training import build_model_and_inputs
 
-    parts = build_model_and_inputs(load_config(config), dataset)
+    parts = build_model_and_inputs(config, dataset)
     model, inputs = parts.model, parts.train_input
     inputs.set_specification_from_model(model, ModeKeys.TRAIN)
     inputs.set_default_seed(0)
     batches = iter(inputs.create_dataset(ModeKeys.TRAIN))
-    prefetched = [next(batches) for _ in range(8)]
+    prefetched = [next(batches) for _ in range(prefetch)]
     optimizer = model.create_optimizer()
     model.train()
     warmup = 3
     with _autocast(bf16):
         for i in range(warmup):
-            model.train_step(*prefetched[i % 8], optimizer)
+            model.train_step(*prefetched[i % prefetch], optimizer)
         start = time.perf_counter()
         for i in range(steps):
-            model.train_step(*prefetched[i % 8], optimizer)
-    return BATCH * steps / (time.perf_counter() - start)
+            model.train_step(*prefetched[i % prefetch], optimizer)
+    return int(config.train.batch_size) * steps / (time.perf_counter() - start)
 
 
-def time_train_eval_model(config: dict[str, Any], dataset: str, steps: int, bf16: bool) -> float:
-    """samples/s of train_eval_model's loop over the HDF5 input (a hook times the steps)."""
-    from t2r.robomimic.config import load_config
+def time_train_eval_model(config: Config, dataset: str, steps: int, bf16: bool = False) -> float:
+    """samples/s of train_eval_model's loop over the HDF5 input (a hook times the steps,
+    after 3 warm-up steps). Shared with robomimic_offline_rl.py."""
     from t2r.robomimic.training import build_model_and_inputs
     from t2r.train import train_eval_model
     from t2r.train.hooks import CallbackHook, HookBuilder
@@ -129,7 +133,7 @@ def time_train_eval_model(config: dict[str, Any], dataset: str, steps: int, bf16
                 CallbackHook(after_step=lambda step, _: stamps.update({step: time.perf_counter()}))
             ]
 
-    parts = build_model_and_inputs(load_config(config), dataset)
+    parts = build_model_and_inputs(config, dataset)
     with tempfile.TemporaryDirectory() as model_dir:
         train_eval_model(
             parts.model,
@@ -143,7 +147,8 @@ def time_train_eval_model(config: dict[str, Any], dataset: str, steps: int, bf16
             log_every_n_steps=10_000,
             show_progress=False,
         )
-    return BATCH * steps / (stamps[warmup + steps] - stamps[warmup])
+    batch = int(config.train.batch_size)
+    return batch * steps / (stamps[warmup + steps] - stamps[warmup])
 
 
 def time_raw_lstm(obs_dim: int, ac_dim: int, steps: int, bf16: bool) -> float:
@@ -195,7 +200,7 @@ def main() -> None:
 
             dataset = os.path.join(tmp, "lift.hdf5")
             collect_lift_demos(20, dataset, show_progress=False)
-        config = bc_rnn_gmm_config(dataset, os.path.join(tmp, "runs"))
+        config = load_config(bc_rnn_gmm_config(dataset, os.path.join(tmp, "runs")))
         rows = []
         for bf16 in (False, True) if args.bf16 else (False,):
             tag = " (bf16)" if bf16 else ""

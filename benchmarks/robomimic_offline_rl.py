@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import statistics
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
 import torch
+
+from robomimic_bc_rnn import time_train_eval_model, time_train_step
 
 LIFT_SHAPES = {
     "robot0_eef_pos": (3,),
@@ -80,56 +82,6 @@ def config_for(algo: str, dataset: str, output_dir: str) -> Any:
     return config
 
 
-def time_train_step(config: Any, dataset: str, steps: int) -> float:
-    from t2r.modes import ModeKeys
-    from t2r.robomimic.training import build_model_and_inputs
-
-    parts = build_model_and_inputs(config, dataset)
-    model, inputs = parts.model, parts.train_input
-    inputs.set_specification_from_model(model, ModeKeys.TRAIN)
-    inputs.set_default_seed(0)
-    batches = iter(inputs.create_dataset(ModeKeys.TRAIN))
-    prefetched = [next(batches) for _ in range(4)]
-    optimizer = model.create_optimizer()
-    model.train()
-    for i in range(3):
-        model.train_step(*prefetched[i % 4], optimizer)
-    start = time.perf_counter()
-    for i in range(steps):
-        model.train_step(*prefetched[i % 4], optimizer)
-    return int(config.train.batch_size) * steps / (time.perf_counter() - start)
-
-
-def time_loop(config: Any, dataset: str, steps: int) -> float:
-    from t2r.robomimic.training import build_model_and_inputs
-    from t2r.train import train_eval_model
-    from t2r.train.hooks import CallbackHook, HookBuilder
-
-    warmup = 3
-    stamps: dict[int, float] = {}
-
-    class Builder(HookBuilder):
-        def create_hooks(self, t2r_model: Any, model_dir: Any) -> list[Any]:
-            return [
-                CallbackHook(after_step=lambda step, _: stamps.update({step: time.perf_counter()}))
-            ]
-
-    parts = build_model_and_inputs(config, dataset)
-    with tempfile.TemporaryDirectory() as model_dir:
-        train_eval_model(
-            parts.model,
-            input_generator_train=parts.train_input,
-            max_train_steps=warmup + steps,
-            model_dir=model_dir,
-            save_checkpoints_steps=10_000,
-            train_hook_builders=[Builder()],
-            device="cpu",
-            log_every_n_steps=10_000,
-            show_progress=False,
-        )
-    return int(config.train.batch_size) * steps / (stamps[warmup + steps] - stamps[warmup])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
@@ -152,9 +104,9 @@ def main() -> None:
         for algo in args.algos:
             config = config_for(algo, dataset, os.path.join(tmp, "runs"))
             batch = int(config.train.batch_size)
-            rows = [("train_step", time_train_step)]
+            rows = [("train_step", functools.partial(time_train_step, prefetch=4))]
             if args.loop:
-                rows.append(("loop", time_loop))
+                rows.append(("loop", time_train_eval_model))
             for name, timer in rows:
                 rates = [timer(config, dataset, args.steps) for _ in range(args.repeats)]
                 rate = statistics.median(rates)
