@@ -248,6 +248,34 @@ def _timed(what: str, fn: Callable[[], Any], times: dict[str, float]) -> Any:
     return out
 
 
+def _train_stage(
+    stage: str,
+    model: WTLTrialModel,
+    train_tasks: Sequence[Task],
+    valid_tasks: Sequence[Task],
+    example: Callable[[Episode, Episode, Episode], tuple[Sequence[Episode], Episode]],
+    args: argparse.Namespace,
+    times: dict[str, float],
+) -> tuple[Path, dict[str, float]]:
+    """Writes ``<out_dir>/data/<stage>_{train,valid}.tfrecord`` (one meta example per
+    task: ``example(demonstration, trial, retrial)`` -> (condition, inference)) and
+    trains `model` on them in ``<out_dir>/<stage>`` (timed as ``train_<stage>``)."""
+    out = Path(args.out_dir)
+    train_file, valid_file = (
+        write_records(
+            out / "data" / f"{stage}_{split}.tfrecord", model, [example(*t) for t in tasks]
+        )
+        for split, tasks in (("train", train_tasks), ("valid", valid_tasks))
+    )
+    return _timed(
+        f"train_{stage}",
+        lambda: train_policy(
+            model, train_file, valid_file, out / stage, args.steps, args.batch_size, args.seed
+        ),
+        times,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
@@ -294,24 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     valid_tasks, _ = collect_tasks(args.valid_tasks, base + 2)
 
     trial_model = WTLTrialModel()
-    trial_train, trial_valid = (
-        write_records(
-            out / "data" / f"trial_{name}.tfrecord", trial_model, [([d], t) for d, t, _ in tasks]
-        )
-        for name, tasks in (("train", train_tasks), ("valid", valid_tasks))
-    )
-    trial_export, trial_metrics = _timed(
-        "train_trial",
-        lambda: train_policy(
-            trial_model,
-            trial_train,
-            trial_valid,
-            out / "trial",
-            args.steps,
-            args.batch_size,
-            args.seed,
-        ),
-        times,
+    trial_export, trial_metrics = _train_stage(
+        "trial", trial_model, train_tasks, valid_tasks, lambda d, t, _: ([d], t), args, times
     )
 
     from t2r.research.wtl.policies import WTLPolicy
@@ -331,25 +343,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     retrial_model = WTLRetrialModel()
     if args.warm_start:
         warm_start_retrial(retrial_model, trial_model)
-    retrial_train_file, retrial_valid = (
-        write_records(
-            out / "data" / f"retrial_{name}.tfrecord",
-            retrial_model,
-            [([d, t], r) for d, t, r in tasks],
-        )
-        for name, tasks in (("train", retrial_train), ("valid", valid_tasks))
-    )
-    retrial_export, retrial_metrics = _timed(
-        "train_retrial",
-        lambda: train_policy(
-            retrial_model,
-            retrial_train_file,
-            retrial_valid,
-            out / "retrial",
-            args.steps,
-            args.batch_size,
-            args.seed,
-        ),
+    retrial_export, retrial_metrics = _train_stage(
+        "retrial",
+        retrial_model,
+        retrial_train,
+        valid_tasks,
+        lambda d, t, r: ([d, t], r),
+        args,
         times,
     )
 
