@@ -21,13 +21,14 @@ env's camera):
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from t2r.atomic import atomic_write_bytes
 from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 
@@ -72,14 +73,10 @@ class GraspTriplets:
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes an .npz (no pickle) atomically: a temp name, fsync, rename."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k.name: getattr(self, k.name) for k in dataclasses.fields(self)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Writes an .npz (no pickle) atomically (`t2r.atomic.atomic_write_bytes`)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k.name: getattr(self, k.name) for k in dataclasses.fields(self)})
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GraspTriplets:

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["DemoConfig", "DemoError", "run_demo"]
@@ -145,7 +147,9 @@ def prepare_output_dir(path: str | os.PathLike[str], overwrite: bool) -> Path:
         logger.info("Removing the earlier demo run in %s.", out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILENAME).write_text("written by `t2r demo`; --overwrite may delete this dir\n")
+    atomic_write_text(
+        out / MARKER_FILENAME, "written by `t2r demo`; --overwrite may delete this dir\n"
+    )
     return out
 
 
@@ -568,6 +572,6 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
         },
     }
     summary["wall_secs"] = time.perf_counter() - start
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    (out / "summary.txt").write_text(format_summary(summary) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    atomic_write_text(out / "summary.txt", format_summary(summary) + "\n")
     return summary

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2r.atomic import atomic_write_text, write_safetensors
 from t2r.meta_learning import MAMLInnerLoopGradientDescent, MAMLModel
 from t2r.meta_learning.meta_data import MetaRecordInputGenerator
 from t2r.modes import ModeKeys
@@ -261,13 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     model_dir = out / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(model_dir / "model.safetensors"),
-    )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_safetensors(model_dir / "model.safetensors", model.state_dict())
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return summary
 
