@@ -29,6 +29,23 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["f.json"]
 
 
+def test_atomic_file_publishes_what_the_block_wrote_or_nothing(tmp_path):
+    from t2r.atomic import atomic_file
+
+    path = tmp_path / "data.h5"
+    with atomic_file(path) as tmp:
+        assert is_temporary_path(tmp) and os.path.dirname(tmp) == str(tmp_path)
+        with open(tmp, "wb") as f:  # any library writing a file by name
+            f.write(b"first")
+    assert path.read_bytes() == b"first"
+    with pytest.raises(RuntimeError, match="writer failed"), atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("writer failed")
+    assert path.read_bytes() == b"first"
+    assert os.listdir(tmp_path) == ["data.h5"]
+
+
 def test_temporary_names_are_recognized():
     tmp = temporary_path_for("/d/ckpt-10.safetensors")
     assert os.path.dirname(tmp) == "/d"

@@ -54,21 +54,31 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Writes `data` to `path` atomically (temporary name, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yields a temporary name beside `path` for the caller to write (by any library);
+    on a clean exit fsyncs it, renames it over `path` and fsyncs the directory.
+
+    On any error the temporary file is removed and `path` is left as it was.
+    """
     tmp = temporary_path_for(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_directory(Path(path).parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Writes `data` to `path` atomically (temporary name, fsync, rename)."""
+    with atomic_file(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -100,15 +110,8 @@ def write_safetensors(
         unique[key] = tensor.clone() if ptr in seen else tensor
         if ptr != -1:
             seen.add(ptr)
-    tmp = temporary_path_for(path)
-    try:
+    with atomic_file(path) as tmp:
         save_file(unique, tmp, metadata=metadata)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class _SwapUnsupported(Exception):

@@ -34,13 +34,12 @@ from typing import Any, TypeAlias
 import h5py
 import numpy as np
 
-from t2r.atomic import fsync_directory, fsync_file, temporary_path_for
+from t2r.atomic import atomic_file
 from t2r.data.errors import DataError
 
 __all__ = [
     "Demo",
     "H5Source",
-    "atomic_file",
     "dataset_info",
     "demo_sort_key",
     "format_dataset_info",
@@ -331,24 +330,6 @@ def write_robomimic_hdf5(
         for key, members in (masks or {}).items():
             f.create_dataset(f"mask/{key}", data=np.array(list(members), dtype="S"))
     return path
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[str]:
-    """Yields a temporary name to write; then fsync, rename over `path`, fsync the folder.
-
-    On any error the temporary file is removed and `path` is left as it was.
-    """
-    tmp = temporary_path_for(path)
-    try:
-        yield tmp
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(path.parent)
 
 
 def write_filter_keys(path: str | os.PathLike[str], masks: Mapping[str, Sequence[str]]) -> None:

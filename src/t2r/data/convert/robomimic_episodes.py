@@ -268,7 +268,8 @@ def write_robomimic_episodes(
     Every episode must map to the same layout as the first. The demos are held in
     memory until written (as `write_robomimic_hdf5` takes them).
     """
-    from t2r.robomimic.hdf5 import Demo, atomic_file, write_robomimic_hdf5
+    from t2r.atomic import atomic_file
+    from t2r.robomimic.hdf5 import Demo, write_robomimic_hdf5
 
     final = Path(path)
     losses = losses or Losses(str(final))
