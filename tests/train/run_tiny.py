@@ -1,5 +1,6 @@
 """Runs a deterministic training of TinyRegression; used by the tests as a
-subprocess: ``python -m tests.train.run_tiny MODEL_DIR MAX_STEPS [KILL_AT_STEP]``.
+subprocess: ``python -m tests.train.run_tiny MODEL_DIR MAX_STEPS [KILL_AT_STEP]``
+(and through `main` in the test's own process, for the uninterrupted reference run).
 With ``--actor_critic`` it trains TinyActorCritic (two optimizers, target
 networks) on TransitionInput instead.
 
