@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,27 @@ def _recompute(
     return {k: np.concatenate([s[k].numpy() for s in steps]) for k in keys}
 
 
-def test_eager_token_reuse_equals_recompute():
-    model = _model()
-    images, embeddings = _episode(model)
-    expected = _recompute(model, images, embeddings)
+Recomputed = tuple[RT1Model, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+
+
+@pytest.fixture(scope="module")
+def recomputed() -> Callable[[bool], Recomputed]:
+    """The model, the episode and its eager full recompute for `token_reuse`, computed
+    once per module (three tests compare against the token_reuse=True one)."""
+    cache: dict[bool, Recomputed] = {}
+
+    def get(token_reuse: bool) -> Recomputed:
+        if token_reuse not in cache:
+            model = _model(token_reuse)
+            images, embeddings = _episode(model)
+            cache[token_reuse] = (model, images, embeddings, _recompute(model, images, embeddings))
+        return cache[token_reuse]
+
+    return get
+
+
+def test_eager_token_reuse_equals_recompute(recomputed):
+    model, images, embeddings, expected = recomputed(True)
     state = {k: v[None] for k, v in model.get_initial_network_state().items()}
     stepped = []
     with torch.no_grad():
@@ -103,10 +121,8 @@ def exports(tmp_path_factory) -> dict[bool, Path]:
 
 
 @pytest.mark.parametrize("token_reuse", [True, False])
-def test_exported_policies_equal_the_eager_recompute(exports, token_reuse):
-    model = _model(token_reuse)
-    images, embeddings = _episode(model)
-    expected = _recompute(model, images, embeddings)
+def test_exported_policies_equal_the_eager_recompute(exports, recomputed, token_reuse):
+    _, images, embeddings, expected = recomputed(token_reuse)
     predictor = ExportedModelPredictor(exports[token_reuse], timeout=0)
     assert predictor.restore()
     assert bool(predictor.initial_network_state()) == token_reuse
@@ -146,10 +162,10 @@ _FRESH_PROCESS = textwrap.dedent(
 )
 
 
-def test_exported_token_reuse_in_a_fresh_process_without_the_model_code(tmp_path, exports):
-    model = _model()
-    images, embeddings = _episode(model)
-    expected = _recompute(model, images, embeddings)
+def test_exported_token_reuse_in_a_fresh_process_without_the_model_code(
+    tmp_path, exports, recomputed
+):
+    _, images, embeddings, expected = recomputed(True)
     np.savez(tmp_path / "episode.npz", images=images, embeddings=embeddings)
     script = tmp_path / "serve.py"
     script.write_text(_FRESH_PROCESS)
