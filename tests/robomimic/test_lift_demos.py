@@ -48,14 +48,12 @@ def test_scripted_policy_noise_is_seeded_and_clipped():
 
 
 @pytest.mark.slow
-def test_collect_lift_demos_writes_a_robomimic_file_that_replays(tmp_path):
-    needs_robosuite()
+def test_collect_lift_demos_writes_a_robomimic_file_that_replays(lift_demos):
     from t2r.robomimic import hdf5
     from t2r.robomimic.envs import make_env_from_env_args
-    from t2r.robomimic.lift_demos import collect_lift_demos, lift_env_args
+    from t2r.robomimic.lift_demos import lift_env_args
 
-    path = tmp_path / "lift.hdf5"
-    stats = collect_lift_demos(3, path, seed=1, show_progress=False)
+    path, stats = lift_demos  # collect_lift_demos(3, path, seed=1)
     assert stats.demos == 3 and stats.attempts >= 3 and stats.success_rate == 3 / stats.attempts
     assert hdf5.list_demos(path) == ["demo_0", "demo_1", "demo_2"]
     assert hdf5.list_demos(path, "train") == ["demo_0", "demo_1"]

@@ -167,16 +167,11 @@ def test_cli_train_then_eval(tmp_path, pendulum_file, capsys):
 
 
 @pytest.mark.slow
-def test_lift_demos_train_and_eval_with_video(tmp_path):
+def test_lift_demos_train_and_eval_with_video(tmp_path, lift_demos):
     """The robosuite path end to end: scripted demos -> train (rollouts in Lift) -> eval + mp4."""
-    from tests.robomimic.robosuite_needs import needs_robosuite
-
-    needs_robosuite()
-    from t2r.robomimic.lift_demos import collect_lift_demos
     from t2r.robomimic.training import evaluate_checkpoint, train
 
-    data = tmp_path / "lift.hdf5"
-    collect_lift_demos(3, data, show_progress=False)
+    data, _ = lift_demos  # the session's 3 scripted demos (the file is only read)
     config = _config(num_epochs=1)
     config["experiment"]["validate"] = False
     config["experiment"]["rollout"].update(n=1, horizon=8)
