@@ -73,6 +73,11 @@ def _qtopt(args: argparse.Namespace) -> int:
         network=args.network,
         export_every=args.export_every,
         checkpoint_every=args.checkpoint_every,
+        gamma=args.gamma,
+        initial_q=args.initial_q,
+        step_penalty=args.step_penalty,
+        mc_lower_bound=args.mc_lower_bound,
+        label_window=args.label_window,
         eval_episodes=args.eval_episodes,
         random_eval_episodes=args.random_eval_episodes,
         ray_address=args.ray_address,
@@ -386,6 +391,29 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     qtopt.add_argument("--export_every", type=int, default=100, help="steps between exports")
     qtopt.add_argument(
         "--checkpoint_every", type=int, default=100, help="steps between checkpoints"
+    )
+    qtopt.add_argument("--gamma", type=float, default=0.9, help="the Bellman discount")
+    qtopt.add_argument(
+        "--initial_q", type=float, default=0.5, help="the untrained critic's Q (T2R's 0.5)"
+    )
+    qtopt.add_argument(
+        "--step_penalty",
+        type=float,
+        default=0.0,
+        help="subtracted from the target of every step that does not end the episode "
+        "(QT-Opt's 0.05)",
+    )
+    qtopt.add_argument(
+        "--mc_lower_bound",
+        action="store_true",
+        help="Bellman targets at least the discounted return the episode went on to get",
+    )
+    qtopt.add_argument(
+        "--label_window",
+        type=int,
+        default=None,
+        help="the learners train on the this many most recently labelled replay files "
+        "(fresh labels only; default: all)",
     )
     qtopt.add_argument("--eval_episodes", type=int, default=20, help="held-out episodes per export")
     qtopt.add_argument(

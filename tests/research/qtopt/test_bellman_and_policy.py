@@ -123,9 +123,47 @@ def test_clipped_double_q_takes_the_minimum_of_two_targets():
     np.testing.assert_allclose(target[:, 0], [GAMMA * 0.45], rtol=1e-6)
 
 
+def test_the_step_penalty_charges_only_steps_that_do_not_end_the_episode():
+    labeller, _ = _labeller(_height_q, step_penalty=0.05)
+    heights = [0.0, 0.2, 0.8, 0.8]  # the first next state's max is 0.3: 0.27 - 0.05
+    target = labeller.label(_batch(done=[0, 0, 0, 1], reward=[0, 0, 0, 1], heights=heights))
+    expected = GAMMA * (0.5 * np.asarray(heights[:3]) + 0.3) - 0.05
+    np.testing.assert_allclose(target[:3, 0], expected, rtol=1e-6)
+    assert target[3, 0] == 1.0  # the last step keeps its reward
+
+
+def _zero_q(features: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.zeros(features["action/terminate_episode"].shape[:-1])
+
+
+def test_targets_are_clipped_to_the_sigmoids_range():
+    labeller, _ = _labeller(_zero_q, step_penalty=0.05)
+    target = labeller.label(_batch(done=[0, 1], reward=[0, 1.5]))
+    np.testing.assert_allclose(target[:, 0], [0.0, 1.0])  # -0.05 and 1.5 would be labels
+
+
+def test_the_mc_lower_bound_carries_a_success_back_over_its_episode():
+    # two episodes: a success after three steps, a failure after two
+    batch = _batch(done=[0, 0, 1, 0, 1], reward=[0, 0, 1, 0, 0])
+    labeller, _ = _labeller(_zero_q, step_penalty=0.05, mc_lower_bound=True)
+    g1 = GAMMA * 1.0 - 0.05
+    expected = [GAMMA * g1 - 0.05, g1, 1.0, 0.0, 0.0]  # the failure's -0.05 is clipped
+    np.testing.assert_allclose(labeller.label(batch)[:, 0], expected, rtol=1e-6)
+    # the larger of the critic's backup (0.81 on every live step) and the return
+    labeller, _ = _labeller(_binary_q, mc_lower_bound=True)
+    target = labeller.label(batch)[:, 0]
+    np.testing.assert_allclose(target, [GAMMA * 0.9, GAMMA, 1.0, GAMMA * 0.9, 0.0], rtol=1e-6)
+    without, _ = _labeller(_zero_q)
+    assert without.label(batch)[:2, 0].tolist() == [0.0, 0.0]  # Bellman alone: a step a time
+    with pytest.raises(ValueError, match="whole episodes in order"):
+        labeller.label(_batch(done=[0, 1, 0], reward=[0, 1, 0]))
+
+
 def test_labeller_errors_name_the_problem():
     with pytest.raises(ValueError, match="action_batch_size is 4, but CEM scores cem_samples=64"):
         BellmanLabeller(ClosedFormQ(_binary_q), TinyGrasping44Critic())
+    with pytest.raises(ValueError, match="step_penalty must be in"):
+        _labeller(_binary_q, step_penalty=-0.05)
     labeller, _ = _labeller(_binary_q)
     batch = _batch(done=[0], reward=[0])
     del batch["next_state/image"]

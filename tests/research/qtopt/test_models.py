@@ -74,6 +74,19 @@ def test_tiled_candidates_score_as_the_same_image_repeated():
     assert not torch.allclose(tiled[:, 0], tiled[:, 1])  # the action matters
 
 
+def test_the_untrained_q_is_initial_q_everywhere():
+    seed_everything(0)
+    images, actions = torch.rand(4, 16, 16, 3), torch.randn(4, 5, 10)
+    for initial_q, expected in ((None, 0.5), (0.05, 0.05)):
+        kwargs = {} if initial_q is None else {"initial_q": initial_q}
+        net = Grasping44(image_size=16, **TINY_NETWORK, **kwargs).eval()
+        with torch.no_grad():
+            q = torch.sigmoid(net(images, actions))
+        torch.testing.assert_close(q, torch.full_like(q, expected), atol=0.01, rtol=0)
+    with pytest.raises(ValueError, match=r"initial_q must be in \(0, 1\), got 1.0"):
+        Grasping44(image_size=16, initial_q=1.0)
+
+
 def test_grasping44_errors_name_the_shapes():
     net = Grasping44(image_size=16, **TINY_NETWORK)
     with pytest.raises(ValueError, match=r"expected images \(B, 16, 16, 3\), got \(2, 32, 32, 3\)"):

@@ -4,6 +4,7 @@ lagged exports (the newest and the one before)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -55,6 +56,25 @@ def test_owns_replay_file_gives_every_name_exactly_one_updater():
         ]
         assert all(len(o) == 1 for o in owners)
         assert {o[0] for o in owners} == set(range(updaters))  # every updater has a share
+
+
+def test_fresh_and_stale_files_take_turns(tmp_path):
+    files = []
+    for age, name in enumerate(["new.tfrecord", "old.tfrecord", "older.tfrecord"]):
+        path = tmp_path / name
+        path.write_bytes(b"")
+        os.utime(path, (1000 - age, 1000 - age))
+        files.append(str(path))
+    labelled = {"a.tfrecord": 3, "b.tfrecord": 1, "c.tfrecord": 4}
+    stale = [str(tmp_path / n) for n in labelled]
+    everything = files + stale
+    pick = loop.next_replay_file
+    assert pick(everything, labelled, 4, relabel_turn=False) == files[0]  # the newest fresh
+    assert pick(everything, labelled, 4, relabel_turn=True) == stale[1]  # the oldest label
+    assert pick(stale, labelled, 4, relabel_turn=False) == stale[1]  # no fresh: relabel
+    assert pick(files, labelled, 4, relabel_turn=True) == files[0]  # no stale: fresh
+    assert pick(stale, labelled, 1, relabel_turn=True) is None  # target did not move
+    assert pick([], labelled, 4, relabel_turn=True) is None
 
 
 def test_two_updaters_label_each_file_once_with_clipped_double_q(tmp_path, monkeypatch):

@@ -92,7 +92,10 @@ def _column(batch: Mapping[str, Any], key: str) -> np.ndarray:
 
 
 class BellmanLabeller:
-    """Labels transitions with ``r + gamma * (1 - done) * max_a' Q_target(s', a')``.
+    """Labels transitions with ``r + gamma * (1 - done) * max_a' Q_target(s', a')``,
+    less ``step_penalty`` on transitions that do not end the episode (QT-Opt's reward
+    of -0.05 per step before the last), clipped to [0, 1] (the critic is a sigmoid
+    trained with a log loss, so its labels are probabilities).
 
     Args:
       target_predictor: the lagged target critic (e.g. an `ExportedModelPredictor`
@@ -101,6 +104,15 @@ class BellmanLabeller:
       model: the critic, for packing next states and candidate actions into
         features (`Grasping44CriticModel.pack_batch_features`).
       gamma: the discount (QT-Opt's 0.9).
+      step_penalty: subtracted from the target of every transition that does not
+        end the episode (QT-Opt's 0.05; 0: none).
+      mc_lower_bound: a transition's target is at least the discounted return its
+        episode went on to get (the same rewards, discount and penalty): what was
+        achieved from (s, a) once is a lower bound of what the best continuation
+        achieves, in a deterministic task. It carries a success back over a whole
+        episode at once, where a Bellman backup moves it one step per target
+        update. ``label`` then needs whole episodes in order (as replay files and
+        `fitted_q_iteration`'s records hold them).
       cem_iters, cem_samples, num_elites: T2R's CEM (3, 64, 10).
       seed: seeds CEM's sampling.
       second_target_predictor: optional second target; the max is of the
@@ -119,9 +131,15 @@ class BellmanLabeller:
         seed: int | None = None,
         second_target_predictor: _Predictor | None = None,
         max_batch_size: int = 64,
+        step_penalty: float = 0.0,
+        mc_lower_bound: bool = False,
     ) -> None:
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"BellmanLabeller: gamma must be in [0, 1], got {gamma}.")
+        if not 0.0 <= step_penalty <= 1.0:
+            raise ValueError(
+                f"BellmanLabeller: step_penalty must be in [0, 1], got {step_penalty}."
+            )
         if model.action_batch_size not in (None, cem_samples):
             raise ValueError(
                 f"BellmanLabeller: the model's action_batch_size is {model.action_batch_size}, "
@@ -133,6 +151,8 @@ class BellmanLabeller:
         self.second_target_predictor = second_target_predictor
         self.model = model
         self.gamma = float(gamma)
+        self.step_penalty = float(step_penalty)
+        self.mc_lower_bound = bool(mc_lower_bound)
         self.cem_iters = cem_iters
         self.cem_samples = cem_samples
         self.num_elites = num_elites
@@ -170,6 +190,25 @@ class BellmanLabeller:
             out[start : start + size] = values
         return out
 
+    def returns(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """The discounted return after each transition of whole episodes in order:
+        ``G_t = r_t - step_penalty + gamma * G_{t+1}`` within an episode, ``G = r``
+        on its last transition (done)."""
+        if reward.size and done[-1] < 0.5:
+            raise ValueError(
+                "BellmanLabeller: mc_lower_bound needs whole episodes in order, but the "
+                "batch's last transition does not end an episode (done = 0)."
+            )
+        out = np.empty_like(reward)
+        following = 0.0
+        for t in range(len(reward) - 1, -1, -1):
+            if done[t] >= 0.5:
+                following = reward[t]
+            else:
+                following = reward[t] - self.step_penalty + self.gamma * following
+            out[t] = following
+        return out
+
     def label(self, batch: Mapping[str, Any]) -> np.ndarray:
         """Bellman targets for a batch of transitions -> ``target_q`` (B, 1) float32.
 
@@ -195,5 +234,7 @@ class BellmanLabeller:
                     for name in STATE_FEATURES_IN_ACTION
                 },
             }
-            target[live] += self.gamma * self.max_q(next_observations)
-        return target.astype(np.float32).reshape(-1, 1)
+            target[live] += self.gamma * self.max_q(next_observations) - self.step_penalty
+        if self.mc_lower_bound:
+            target = np.maximum(target, self.returns(reward, done))
+        return np.clip(target, 0.0, 1.0).astype(np.float32).reshape(-1, 1)

@@ -61,17 +61,22 @@ def make_critic(
     cem_samples: int,
     learning_rate: float | None = None,
     network: str = "grasping44",
+    initial_q: float | None = None,
 ) -> Any:
     """The critic every role builds: `Grasping44CriticModel` exported with
     ``action_batch_size = cem_samples`` (CEM scores its candidates in one call),
-    its network sized by `network` (a `NETWORKS` name)."""
+    its network sized by `network` (a `NETWORKS` name), its untrained Q `initial_q`
+    (None: T2R's 0.5)."""
     from t2r.research.qtopt.models import Grasping44CriticModel
 
     if network not in NETWORKS:
         raise ValueError(
             f"make_critic: network must be one of {sorted(NETWORKS)}, got {network!r}."
         )
-    kwargs: dict[str, Any] = {"network_kwargs": NETWORKS[network]}
+    network_kwargs = dict(NETWORKS[network])
+    if initial_q is not None:
+        network_kwargs["initial_q"] = initial_q
+    kwargs: dict[str, Any] = {"network_kwargs": network_kwargs}
     if learning_rate is not None:
         import torch
 
@@ -90,6 +95,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--network", default="grasping44", choices=sorted(NETWORKS))
     parser.add_argument("--export_every", type=int, default=100)
     parser.add_argument("--checkpoint_every", type=int, default=100)
+    parser.add_argument("--initial_q", type=float, default=None, help="the untrained Q")
     parser.add_argument("--max_files", type=int, default=None, help="labelled files window")
     parser.add_argument("--refresh_secs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -116,7 +122,9 @@ def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -
     seed_everything(args.seed)  # the initial weights too: a run is reproducible from its seed
     output = Path(args.output_dir)
     labelled = output / "labelled"
-    model = make_critic(args.image_size, args.cem_samples, args.learning_rate, args.network)
+    model = make_critic(
+        args.image_size, args.cem_samples, args.learning_rate, args.network, args.initial_q
+    )
     inputs: Any
     if args.fixed_input:
         files = sorted(str(p) for p in labelled.glob("*.tfrecord"))

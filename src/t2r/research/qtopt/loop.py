@@ -80,6 +80,7 @@ __all__ = [
     "evaluate_loop",
     "explore_prob",
     "learner_command",
+    "next_replay_file",
     "owns_replay_file",
     "run_qtopt",
 ]
@@ -144,9 +145,17 @@ class QTOptConfig:
       batch_size: learner batch per rank.
       learning_rate: Adam's (None: the model's default, 1e-4).
       network: the critic's size, a `t2r.research.qtopt.learner.NETWORKS` name.
+      initial_q: the untrained critic's Q everywhere (T2R's 0.5: see `Grasping44`).
       export_every: learner steps between exports (and target updates).
       checkpoint_every: learner steps between checkpoints.
       gamma, cem_iters, cem_samples, num_elites: QT-Opt's / T2R's 0.9, 3, 64, 10.
+      step_penalty: subtracted from the Bellman target of every transition that does
+        not end its episode (QT-Opt's 0.05; 0: none).
+      mc_lower_bound: Bellman targets are at least the discounted return the episode
+        went on to get (`BellmanLabeller`'s ``mc_lower_bound``).
+      label_window: the learners read only the this many most recently labelled
+        files (QT-Opt's train buffer holds only fresh labels); None: every labelled
+        file, whatever the age of its target.
       explore_start, explore_end, explore_decay_steps: the probability that a
         collector's episode is an exploration episode, linear in the newest
         export's step from start to end over decay_steps (then constant).
@@ -182,9 +191,13 @@ class QTOptConfig:
     batch_size: int = 32
     learning_rate: float | None = None
     network: str = "grasping44"
+    initial_q: float = 0.5
     export_every: int = 100
     checkpoint_every: int = 100
     gamma: float = 0.9
+    step_penalty: float = 0.0
+    mc_lower_bound: bool = False
+    label_window: int | None = None
     cem_iters: int = 3
     cem_samples: int = 64
     num_elites: int = 10
@@ -249,7 +262,15 @@ class QTOptConfig:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("explore_start", "explore_end", "random_explore_fraction", "gamma"):
+        if self.label_window is not None and self.label_window < 1:
+            problems.append(f"label_window must be >= 1 or None, got {self.label_window}")
+        for name in (
+            "explore_start",
+            "explore_end",
+            "random_explore_fraction",
+            "gamma",
+            "step_penalty",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if problems:
@@ -267,7 +288,13 @@ def explore_prob(config: QTOptConfig, global_step: int) -> float:
 def _critic(config: QTOptConfig) -> Any:
     from t2r.research.qtopt.learner import make_critic
 
-    return make_critic(config.image_size, config.cem_samples, config.learning_rate, config.network)
+    return make_critic(
+        config.image_size,
+        config.cem_samples,
+        config.learning_rate,
+        config.network,
+        config.initial_q,
+    )
 
 
 def _env(config: QTOptConfig, object_set: str, seed: int) -> Any:
@@ -382,8 +409,8 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     its replay files (`owns_replay_file`) with the lagged target export and writes it,
     under the same name, into ``labelled/`` (atomically).
 
-    New replay files first (newest first); with none, the file labelled with the
-    oldest target is relabelled if the target moved since. A labelled file is
+    New files and files labelled by an older target take turns (`next_replay_file`).
+    A labelled file is
     replaced in one rename, so the learner never sees a file twice or half. With
     ``config.clipped_double_q`` the target is the minimum of the newest and the
     second newest lagged export (`BellmanLabeller`'s ``second_target_predictor``).
@@ -402,6 +429,8 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
         target,
         _critic(config),
         gamma=config.gamma,
+        step_penalty=config.step_penalty,
+        mc_lower_bound=config.mc_lower_bound,
         cem_iters=config.cem_iters,
         cem_samples=config.cem_samples,
         num_elites=config.num_elites,
@@ -411,6 +440,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     source = ReplayDirectorySource(config.replay_pattern)
     config.labelled_dir.mkdir(parents=True, exist_ok=True)
     labelled_with: dict[str, int] = {}  # replay file name -> target version of its labels
+    rounds = 0
     while not context.should_stop():
         target.restore()
         version = int(target.global_step)
@@ -421,20 +451,11 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
             for f in source.units()
             if owns_replay_file(os.path.basename(f), shard.index, config.updaters)
         ]
-        fresh = sorted(
-            (f for f in files if os.path.basename(f) not in labelled_with),
-            key=_mtime,
-            reverse=True,
-        )  # newest first: the learner trains on the freshest data first
-        stale = sorted(
-            (f for f in files if labelled_with.get(os.path.basename(f), version) < version),
-            key=lambda f: labelled_with[os.path.basename(f)],
-        )
-        todo = fresh or stale
-        if not todo:
+        path = next_replay_file(files, labelled_with, version, relabel_turn=rounds % 2 == 1)
+        rounds += 1
+        if path is None:
             time.sleep(0.5)
             continue
-        path = todo[0]
         try:
             records = list(read_tfrecord(path))
         except FileNotFoundError:
@@ -449,6 +470,33 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
                 writer.write(record)
         labelled_with[name] = version
         context.on_episode(len(records), float(np.asarray(batch["reward"]).sum()), version)
+
+
+def next_replay_file(
+    files: Sequence[str], labelled_with: dict[str, int], version: int, relabel_turn: bool
+) -> str | None:
+    """The replay file a Bellman updater labels next (None: nothing to do).
+
+    Args:
+      files: the replay files it owns.
+      labelled_with: ``{file base name: target version of its labels}`` so far.
+      version: the target version it labels with now.
+      relabel_turn: whether this turn goes to relabelling.
+
+    Fresh (never labelled) and stale (labelled by an older target) files take turns:
+    fresh ones newest first (the learners see the newest policy's data first), stale
+    ones oldest label first. Turns keep relabelling from starving behind collectors
+    that write faster than the updaters label, so the learners' window of recently
+    labelled files (`QTOptConfig.label_window`) holds old transitions with new labels
+    as well as new transitions. A turn with nothing of its kind takes the other kind.
+    """
+    fresh = [f for f in files if os.path.basename(f) not in labelled_with]
+    stale = [f for f in files if labelled_with.get(os.path.basename(f), version) < version]
+    if stale and (relabel_turn or not fresh):
+        return min(stale, key=lambda f: labelled_with[os.path.basename(f)])
+    if fresh:
+        return max(fresh, key=_mtime)
+    return None
 
 
 def _mtime(path: str) -> float:
@@ -601,9 +649,12 @@ def learner_command(config: QTOptConfig) -> list[str]:
         f"--checkpoint_every={config.checkpoint_every}",
         f"--seed={config.seed}",
         f"--network={config.network}",
+        f"--initial_q={config.initial_q}",
     ]
     if config.learning_rate is not None:
         command.append(f"--learning_rate={config.learning_rate}")
+    if config.label_window is not None:
+        command.append(f"--max_files={config.label_window}")
     return command
 
 

@@ -45,6 +45,8 @@ are repeated N times before the action is added.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import torch
@@ -104,6 +106,11 @@ class Grasping44(nn.Module):
       batch_norm_decay: T2R's decay of the moving averages (momentum = 1 - decay).
       batch_norm_epsilon: T2R's 0.001.
       init_stddev: the weights' truncated-normal stddev (T2R's 0.01).
+      initial_q: the untrained network's Q (sigmoid of the logit's bias): T2R's zero
+        bias is 0.5 everywhere. A critic that starts far above what grasps achieve
+        makes the first Bellman targets value every "go on" step near gamma * 0.5,
+        and with a lagged target that optimism fades only by a factor gamma per
+        target update (docs/qtopt.md); starting low lets values grow from successes.
     """
 
     def __init__(
@@ -118,8 +125,11 @@ class Grasping44(nn.Module):
         batch_norm_decay: float = 0.9,
         batch_norm_epsilon: float = 0.001,
         init_stddev: float = 0.01,
+        initial_q: float = 0.5,
     ) -> None:
         super().__init__()
+        if not 0.0 < initial_q < 1.0:
+            raise ValueError(f"Grasping44: initial_q must be in (0, 1), got {initial_q}.")
         if image_size < 16 or image_size % 16:
             raise ValueError(f"Grasping44: image_size must be a multiple of 16, got {image_size}.")
         if len(num_convs) != 3 or any(n < 0 for n in num_convs):
@@ -161,6 +171,7 @@ class Grasping44(nn.Module):
         self.fc = nn.Sequential(*fcs)
         self.logit = nn.Linear(width, 1)
         _init_truncated_normal(self, init_stddev)
+        nn.init.constant_(self.logit.bias, math.log(initial_q / (1.0 - initial_q)))
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """image: (B, H, W, 3) float -> pool2 features (B, C, H/8, W/8)."""
