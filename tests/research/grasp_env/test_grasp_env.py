@@ -141,6 +141,26 @@ def test_an_object_lifted_rewards_1(env: Any) -> None:
     assert np.sort(heights)[-2] < 0.05  # the others stay in the bin
 
 
+def test_the_step_limit_grasps_only_with_grasp_at_time_limit(env: Any) -> None:
+    # The scripted grasp's own actions, but its last one (close and terminate) without
+    # close and terminate, and the step limit right there.
+    policy = scripted.ScriptedGraspPolicy(env)
+    observation, _ = env.reset(seed=3)
+    policy.reset()
+    actions, terminated = [], False
+    while not terminated:
+        actions.append(policy.sample_action(observation, 0)[0])
+        observation, reward, terminated, _, _ = env.step(actions[-1])
+    assert reward == 1.0
+    actions[-1] = np.concatenate([actions[-1][:4], [-1.0, -1.0]]).astype(np.float32)
+    for grasp in (True, False):
+        limited = grasp_env(seed=0, max_steps=len(actions), grasp_at_time_limit=grasp)
+        *_, (observation, reward, terminated, _, info) = _run(limited, np.stack(actions), 3)
+        limited.close()
+        assert terminated and observation["gripper_closed"][0] == float(grasp)
+        assert reward == float(grasp) == float(info["grasp_success"])
+
+
 def test_reward_is_whether_an_object_ends_up_lifted() -> None:
     # A noisy scripted grasp: some episodes succeed, some do not.
     environment = grasp_env(seed=0, object_set="test")

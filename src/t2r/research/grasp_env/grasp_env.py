@@ -4,8 +4,9 @@ A bin holds a few random objects (boxes, cylinders, capsules of random size
 and colour, drawn from an `ObjectSet`: "train" or the held-out "test"). A
 parallel gripper hangs over the bin; each step moves it by a Cartesian delta,
 turns it about the vertical, and may close it or end the episode. When the
-episode ends the env closes the gripper (if it is open) and lifts it; the
-episode succeeds when an object ends up above `LIFT_THRESHOLD`.
+episode ends the env closes the gripper (if it is open; at the step limit only
+with ``grasp_at_time_limit``) and lifts it; the episode succeeds when an object
+ends up above `LIFT_THRESHOLD`.
 
 * action: ``(6,)`` float32 in [-1, 1], `ACTION_LAYOUT` = (dx, dy, dz, dyaw,
   close, terminate). The palm's target moves by ``XY_STEP * dx``,
@@ -185,6 +186,11 @@ class GraspEnv(gym.Env):
       seed: seeds the env's generator; ``reset(seed=...)`` reseeds too.
       render_mode: None or 'rgb_array' (`render()` returns the camera image).
       start_height: the finger bottom's height above the floor at reset, metres.
+      grasp_at_time_limit: whether an episode cut at `max_steps` with the gripper
+        still open closes it before the lift, as ``terminate`` does (True), or
+        lifts an open gripper and scores 0 (False). A critic that cannot see the
+        step count needs False: otherwise a plain move earns the grasp's reward
+        when it happens to be the last step, and "move on" looks like "grasp".
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
@@ -198,6 +204,7 @@ class GraspEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
         start_height: float = START_HEIGHT,
+        grasp_at_time_limit: bool = True,
     ) -> None:
         super().__init__()
         if object_set not in OBJECT_SETS:
@@ -220,6 +227,7 @@ class GraspEnv(gym.Env):
         self.max_steps = int(max_steps)
         self.render_mode = render_mode
         self.start_height = float(start_height)
+        self.grasp_at_time_limit = bool(grasp_at_time_limit)
         size = self.image_size
         self.observation_space = spaces.Dict(
             {
@@ -486,9 +494,10 @@ class GraspEnv(gym.Env):
         info: dict[str, Any] = {"object_set": self.object_set}
         self._check_stable(info)
         reward = 0.0
-        done = bool(action[5] > 0) or self._steps >= self.max_steps
+        terminate = bool(action[5] > 0)
+        done = terminate or self._steps >= self.max_steps
         if done:
-            if not self._closed:
+            if not self._closed and (terminate or self.grasp_at_time_limit):
                 self._close()
             lift = self._target.copy()
             lift[2] = min(lift[2] + LIFT_HEIGHT, PALM_Z_MAX)

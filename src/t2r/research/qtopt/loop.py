@@ -142,6 +142,8 @@ class QTOptConfig:
       learners: torchrun learner processes (``--nproc_per_node``).
       steps: learner steps in all; the loop ends when the learner reaches them.
       image_size, num_objects, max_episode_steps: the grasp env's.
+      grasp_at_time_limit: the grasp env's (False: an episode cut at the step limit
+        lifts an open gripper; the critic has no clock, see `GraspEnv`).
       batch_size: learner batch per rank.
       learning_rate: Adam's (None: the model's default, 1e-4).
       network: the critic's size, a `t2r.research.qtopt.learner.NETWORKS` name.
@@ -188,6 +190,7 @@ class QTOptConfig:
     image_size: int = 64
     num_objects: int = 3
     max_episode_steps: int = 10
+    grasp_at_time_limit: bool = False
     batch_size: int = 32
     learning_rate: float | None = None
     network: str = "grasping44"
@@ -306,6 +309,7 @@ def _env(config: QTOptConfig, object_set: str, seed: int) -> Any:
         image_size=config.image_size,
         max_steps=config.max_episode_steps,
         seed=seed,
+        grasp_at_time_limit=config.grasp_at_time_limit,
     )
 
 
