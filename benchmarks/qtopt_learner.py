@@ -13,7 +13,7 @@ intra-op thread per process (OMP_NUM_THREADS=1); `--batch_size` is per
 process, so N processes train on N x batch_size examples per step. The rate
 is over the steps after `--warmup` (checkpoints only at the end, no exports).
 
-Run: ``.venv/bin/python benchmarks/qtopt_learner.py [--size t2r] [--batch_size 32]
+Run: ``.venv/bin/python benchmarks/qtopt_learner.py [--size grasping44] [--batch_size 32]
 [--steps 40] [--nprocs 1 2]``
 """
 
@@ -36,12 +36,9 @@ import torch
 from t2r.data import DefaultRecordInputGenerator
 from t2r.data.tfrecord import TFRecordWriter
 from t2r.research.qtopt import Grasping44CriticModel, grasp_episode_to_transitions, label_records
+from t2r.research.qtopt.learner import NETWORKS
 from t2r.train import Hook, HookBuilder, train_eval_model
 
-SIZES = {
-    "t2r": {},
-    "small": {"channels": 32, "num_convs": (2, 2, 1)},
-}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,7 +94,7 @@ def worker(args: argparse.Namespace) -> None:
     """One learner rank (under torchrun)."""
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
-    model = Grasping44CriticModel(image_size=args.image_size, network_kwargs=SIZES[args.size])
+    model = Grasping44CriticModel(image_size=args.image_size, network_kwargs=NETWORKS[args.size])
     generator = DefaultRecordInputGenerator(
         file_patterns=str(args.records), batch_size=args.batch_size, seed=0
     )
@@ -116,7 +113,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="t2r")
+    parser.add_argument("--size", choices=sorted(NETWORKS), default="grasping44")
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=32, help="per process")
     parser.add_argument("--steps", type=int, default=40, help="timed steps")

@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from t2r.atomic import atomic_write_text
 from t2r.collect.parallel import CollectShard
 from t2r.collect.ray_collector import (
     ActorStatus,
@@ -114,9 +115,6 @@ EVAL_FIELDS = (
     "out_of_steps_fraction",
     "first_q",
 )
-
-#: The grasp env's action index of ``terminate`` (> 0 ends the episode).
-_TERMINATE = 5
 
 
 class QTOptError(RuntimeError):
@@ -518,6 +516,9 @@ class GreedyEpisodeStats:
     """
 
     def __init__(self) -> None:
+        from t2r.research.grasp_env import ACTION_LAYOUT
+
+        self._terminate = ACTION_LAYOUT.index("terminate")
         self.lengths: list[int] = []
         self.terminated: list[bool] = []
         self.first_q: list[float] = []
@@ -526,7 +527,7 @@ class GreedyEpisodeStats:
         if not episode:
             raise ValueError("GreedyEpisodeStats.add: an episode without transitions.")
         self.lengths.append(len(episode))
-        self.terminated.append(float(np.asarray(episode[-1][1]).reshape(-1)[_TERMINATE]) > 0.0)
+        self.terminated.append(float(np.asarray(episode[-1][1]).reshape(-1)[self._terminate]) > 0.0)
         self.first_q.append(float(first_q))
 
     def scalars(self) -> dict[str, float]:
@@ -830,8 +831,9 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
     """
     config.validate()
     config.root.mkdir(parents=True, exist_ok=True)
-    (config.root / "config.json").write_text(
-        json.dumps(dataclasses.asdict(config), indent=1, default=list) + "\n"
+    atomic_write_text(
+        config.root / "config.json",
+        json.dumps(dataclasses.asdict(config), indent=1, default=list) + "\n",
     )
     bootstrap_exports(config)
     start_time = _start_time(config)
@@ -921,15 +923,13 @@ def run_qtopt(config: QTOptConfig, echo: Callable[[str], None] = print) -> dict[
         "random_success": random_success,
         "output_dir": str(config.root),
     }
-    (config.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(config.root / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
 def _start_time(config: QTOptConfig) -> float:
     """When this output directory's loop first started (``clock.json``): a resumed loop
     continues its wall clock, so its figures extend the earlier ones."""
-    from t2r.atomic import atomic_write_text
-
     clock = config.root / "clock.json"
     with contextlib.suppress(OSError, ValueError, KeyError):
         return float(json.loads(clock.read_text())["start_time"])
@@ -1006,8 +1006,6 @@ def _drive(
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
-    from t2r.atomic import atomic_write_text
-
     lines: list[str] = []
 
     class _Lines:

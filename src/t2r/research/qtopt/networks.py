@@ -46,7 +46,6 @@ are repeated N times before the action is added.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 
 import torch
