@@ -77,7 +77,7 @@ def _qtopt(args: argparse.Namespace) -> int:
         initial_q=args.initial_q,
         step_penalty=args.step_penalty,
         mc_lower_bound=args.mc_lower_bound,
-        label_window=args.label_window,
+        label_window=args.label_window or None,
         eval_episodes=args.eval_episodes,
         random_eval_episodes=args.random_eval_episodes,
         ray_address=args.ray_address,
@@ -394,14 +394,14 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     )
     qtopt.add_argument("--gamma", type=float, default=0.9, help="the Bellman discount")
     qtopt.add_argument(
-        "--initial_q", type=float, default=0.5, help="the untrained critic's Q (T2R's 0.5)"
+        "--initial_q", type=float, default=0.05, help="the untrained critic's Q (T2R's: 0.5)"
     )
     qtopt.add_argument(
         "--step_penalty",
         type=float,
-        default=0.0,
+        default=0.05,
         help="subtracted from the target of every step that does not end the episode "
-        "(QT-Opt's 0.05)",
+        "(QT-Opt's 0.05; 0: none)",
     )
     qtopt.add_argument(
         "--mc_lower_bound",
@@ -411,9 +411,9 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     qtopt.add_argument(
         "--label_window",
         type=int,
-        default=None,
+        default=100,
         help="the learners train on the this many most recently labelled replay files "
-        "(fresh labels only; default: all)",
+        "(fresh labels only; 0: all)",
     )
     qtopt.add_argument("--eval_episodes", type=int, default=20, help="held-out episodes per export")
     qtopt.add_argument(

@@ -140,8 +140,9 @@ class QTOptConfig:
       learners: torchrun learner processes (``--nproc_per_node``).
       steps: learner steps in all; the loop ends when the learner reaches them.
       image_size, num_objects, max_episode_steps: the grasp env's.
-      grasp_at_time_limit: the grasp env's (False: an episode cut at the step limit
-        lifts an open gripper; the critic has no clock, see `GraspEnv`).
+      grasp_at_time_limit: the grasp env's (True: an episode cut at the step limit
+        closes the gripper before the lift, as terminating does; see `GraspEnv`
+        and docs/qtopt.md for why False, though principled, learned worse).
       batch_size: learner batch per rank.
       learning_rate: Adam's (None: the model's default, 1e-4).
       network: the critic's size, a `t2r.research.qtopt.learner.NETWORKS` name.
@@ -188,17 +189,17 @@ class QTOptConfig:
     image_size: int = 64
     num_objects: int = 3
     max_episode_steps: int = 10
-    grasp_at_time_limit: bool = False
+    grasp_at_time_limit: bool = True
     batch_size: int = 32
     learning_rate: float | None = None
     network: str = "grasping44"
-    initial_q: float = 0.5
+    initial_q: float = 0.05
     export_every: int = 100
     checkpoint_every: int = 100
     gamma: float = 0.9
-    step_penalty: float = 0.0
+    step_penalty: float = 0.05
     mc_lower_bound: bool = False
-    label_window: int | None = None
+    label_window: int | None = 100
     cem_iters: int = 3
     cem_samples: int = 64
     num_elites: int = 10
