@@ -169,7 +169,7 @@ def test_q_learns_the_two_step_chains_returns(variant):
     seed_everything(0)
     config = tiny_rl_config(variant)
     config.algo.discount = GAMMA
-    config.algo.target_tau = 0.05  # targets that follow within the run's few hundred steps
+    config.algo.target_tau = 0.05  # targets that follow within the run's 400 steps
     config.algo.critic.layer_dims = [32, 32]
     for net in config.algo.optim_params.values():
         net.learning_rate.initial = 3e-3
@@ -184,7 +184,9 @@ def test_q_learns_the_two_step_chains_returns(variant):
     algo = algo_factory(config.algo_name, config, LOW_DIM_SHAPES, AC_DIM)
     algo.set_train()
     generator = torch.Generator().manual_seed(0)
-    for _ in range(600):
+    # 400 steps: every variant is within 0.012 of the closed form there (within 0.009
+    # after 600, 0.016 after 300), against the 0.05 asserted.
+    for _ in range(400):
         batch = algo.process_batch_for_training(_chain_batch(64, generator))
         algo.train_on_batch(batch, epoch=1)
     algo.set_eval()
