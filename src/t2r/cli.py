@@ -77,6 +77,7 @@ def _qtopt(args: argparse.Namespace) -> int:
         initial_q=args.initial_q,
         step_penalty=args.step_penalty,
         mc_lower_bound=args.mc_lower_bound,
+        mc_mix=args.mc_mix,
         label_window=args.label_window or None,
         eval_episodes=args.eval_episodes,
         random_eval_episodes=args.random_eval_episodes,
@@ -407,6 +408,13 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
         "--mc_lower_bound",
         action="store_true",
         help="Bellman targets at least the discounted return the episode went on to get",
+    )
+    qtopt.add_argument(
+        "--mc_mix",
+        type=float,
+        default=0.0,
+        help="share of the episode's discounted return in the Bellman target (mixed "
+        "Monte-Carlo; 0: none)",
     )
     qtopt.add_argument(
         "--label_window",

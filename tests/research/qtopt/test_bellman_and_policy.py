@@ -159,6 +159,18 @@ def test_the_mc_lower_bound_carries_a_success_back_over_its_episode():
         labeller.label(_batch(done=[0, 1, 0], reward=[0, 1, 0]))
 
 
+def test_mc_mix_blends_the_backup_with_the_return():
+    batch = _batch(done=[0, 0, 1, 0, 1], reward=[0, 0, 1, 0, 0])
+    labeller, _ = _labeller(_binary_q, mc_mix=0.25)  # backup 0.81 on every live step
+    returns = np.asarray([GAMMA**2, GAMMA, 1.0, 0.0, 0.0])
+    backup = np.asarray([GAMMA * 0.9, GAMMA * 0.9, 1.0, GAMMA * 0.9, 0.0])
+    np.testing.assert_allclose(
+        labeller.label(batch)[:, 0], 0.75 * backup + 0.25 * returns, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="mc_mix must be in"):
+        _labeller(_binary_q, mc_mix=1.5)
+
+
 def test_labeller_errors_name_the_problem():
     with pytest.raises(ValueError, match="action_batch_size is 4, but CEM scores cem_samples=64"):
         BellmanLabeller(ClosedFormQ(_binary_q), TinyGrasping44Critic())

@@ -113,6 +113,12 @@ class BellmanLabeller:
         episode at once, where a Bellman backup moves it one step per target
         update. ``label`` then needs whole episodes in order (as replay files and
         `fitted_q_iteration`'s records hold them).
+      mc_mix: the target is ``(1 - mc_mix) * backup + mc_mix * return``: a mixed
+        Monte-Carlo update (Bellemare et al., 2016). The return of what the
+        collecting policy did next corrects a critic that overvalues going on
+        within one relabel, where a backup through an overestimated max moves
+        one step per target update; it is pessimistic for exploration data
+        (random continuations). Needs whole episodes in order, as above.
       cem_iters, cem_samples, num_elites: T2R's CEM (3, 64, 10).
       seed: seeds CEM's sampling.
       second_target_predictor: optional second target; the max is of the
@@ -133,9 +139,12 @@ class BellmanLabeller:
         max_batch_size: int = 64,
         step_penalty: float = 0.0,
         mc_lower_bound: bool = False,
+        mc_mix: float = 0.0,
     ) -> None:
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"BellmanLabeller: gamma must be in [0, 1], got {gamma}.")
+        if not 0.0 <= mc_mix <= 1.0:
+            raise ValueError(f"BellmanLabeller: mc_mix must be in [0, 1], got {mc_mix}.")
         if not 0.0 <= step_penalty <= 1.0:
             raise ValueError(
                 f"BellmanLabeller: step_penalty must be in [0, 1], got {step_penalty}."
@@ -153,6 +162,7 @@ class BellmanLabeller:
         self.gamma = float(gamma)
         self.step_penalty = float(step_penalty)
         self.mc_lower_bound = bool(mc_lower_bound)
+        self.mc_mix = float(mc_mix)
         self.cem_iters = cem_iters
         self.cem_samples = cem_samples
         self.num_elites = num_elites
@@ -196,7 +206,7 @@ class BellmanLabeller:
         on its last transition (done)."""
         if reward.size and done[-1] < 0.5:
             raise ValueError(
-                "BellmanLabeller: mc_lower_bound needs whole episodes in order, but the "
+                "BellmanLabeller: Monte-Carlo returns need whole episodes in order, but the "
                 "batch's last transition does not end an episode (done = 0)."
             )
         out = np.empty_like(reward)
@@ -235,6 +245,9 @@ class BellmanLabeller:
                 },
             }
             target[live] += self.gamma * self.max_q(next_observations) - self.step_penalty
-        if self.mc_lower_bound:
-            target = np.maximum(target, self.returns(reward, done))
+        if self.mc_lower_bound or self.mc_mix:
+            returns = self.returns(reward, done)
+            if self.mc_lower_bound:
+                target = np.maximum(target, returns)
+            target = (1.0 - self.mc_mix) * target + self.mc_mix * returns
         return np.clip(target, 0.0, 1.0).astype(np.float32).reshape(-1, 1)

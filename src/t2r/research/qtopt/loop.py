@@ -154,6 +154,8 @@ class QTOptConfig:
         not end its episode (QT-Opt's 0.05; 0: none).
       mc_lower_bound: Bellman targets are at least the discounted return the episode
         went on to get (`BellmanLabeller`'s ``mc_lower_bound``).
+      mc_mix: the share of the episode's discounted return in the Bellman target
+        (`BellmanLabeller`'s ``mc_mix``; 0: none).
       label_window: the learners read only the this many most recently labelled
         files (QT-Opt's train buffer holds only fresh labels); None: every labelled
         file, whatever the age of its target.
@@ -199,6 +201,7 @@ class QTOptConfig:
     gamma: float = 0.9
     step_penalty: float = 0.05
     mc_lower_bound: bool = False
+    mc_mix: float = 0.0
     label_window: int | None = 100
     cem_iters: int = 3
     cem_samples: int = 64
@@ -272,6 +275,7 @@ class QTOptConfig:
             "random_explore_fraction",
             "gamma",
             "step_penalty",
+            "mc_mix",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -434,6 +438,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
         gamma=config.gamma,
         step_penalty=config.step_penalty,
         mc_lower_bound=config.mc_lower_bound,
+        mc_mix=config.mc_mix,
         cem_iters=config.cem_iters,
         cem_samples=config.cem_samples,
         num_elites=config.num_elites,
