@@ -78,6 +78,7 @@ def _qtopt(args: argparse.Namespace) -> int:
         step_penalty=args.step_penalty,
         mc_lower_bound=args.mc_lower_bound,
         mc_mix=args.mc_mix,
+        explore_end=args.explore_end,
         label_window=args.label_window or None,
         eval_episodes=args.eval_episodes,
         random_eval_episodes=args.random_eval_episodes,
@@ -415,6 +416,13 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="share of the episode's discounted return in the Bellman target (mixed "
         "Monte-Carlo; 0: none)",
+    )
+    qtopt.add_argument(
+        "--explore_end",
+        type=float,
+        default=0.3,
+        help="the share of exploration episodes (noisy scripted grasps and random) the "
+        "collectors settle at, from 1.0 at the start, by half the steps",
     )
     qtopt.add_argument(
         "--label_window",
