@@ -428,7 +428,7 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
         "--label_window",
         type=int,
         default=100,
-        help="the learners train on the this many most recently labelled replay files "
+        help="the learners train on only this many most recently labelled replay files "
         "(fresh labels only; 0: all)",
     )
     qtopt.add_argument("--eval_episodes", type=int, default=20, help="held-out episodes per export")

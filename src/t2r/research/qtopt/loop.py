@@ -156,7 +156,7 @@ class QTOptConfig:
         went on to get (`BellmanLabeller`'s ``mc_lower_bound``).
       mc_mix: the share of the episode's discounted return in the Bellman target
         (`BellmanLabeller`'s ``mc_mix``; 0: none).
-      label_window: the learners read only the this many most recently labelled
+      label_window: the learners read only this many most recently labelled
         files (QT-Opt's train buffer holds only fresh labels); None: every labelled
         file, whatever the age of its target.
       explore_start, explore_end, explore_decay_steps: the probability that a
@@ -417,8 +417,8 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     under the same name, into ``labelled/`` (atomically).
 
     New files and files labelled by an older target take turns (`next_replay_file`).
-    A labelled file is
-    replaced in one rename, so the learner never sees a file twice or half. With
+    A labelled file is replaced in one rename, so the learner never sees a file
+    twice or half. With
     ``config.clipped_double_q`` the target is the minimum of the newest and the
     second newest lagged export (`BellmanLabeller`'s ``second_target_predictor``).
     """
