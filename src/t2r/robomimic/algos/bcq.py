@@ -46,7 +46,6 @@ from t2r.robomimic.algos.base import (
 from t2r.robomimic.algos.critics import (
     action_value_ensemble,
     ensemble_backup,
-    make_critic_ensemble,
     repeat_obs,
     rl_training_summary,
     sync_target_networks,
@@ -438,21 +437,12 @@ class BCQ_Distributional(BCQ):
     divergence to it (robomimic's ``batchmean``)."""
 
     def _create_critics(self) -> None:
-        critic = self.algo_config["critic"]
-
-        def make_critic() -> DistributionalActionValueNetwork:
-            return DistributionalActionValueNetwork(
-                self.obs_shapes,
-                self.ac_dim,
-                critic["layer_dims"],
-                self.obs_modalities,
-                self.obs_config["encoder"],
-                value_bounds=critic["value_bounds"],
-                num_atoms=critic["distributional"]["num_atoms"],
-                goal_shapes=self.goal_shapes,
-            )
-
-        self.nets["critic"], self.nets["critic_target"] = make_critic_ensemble(1, make_critic)
+        self.nets["critic"], self.nets["critic_target"] = action_value_ensemble(
+            self,
+            DistributionalActionValueNetwork,
+            count=1,
+            num_atoms=self.algo_config["critic"]["distributional"]["num_atoms"],
+        )
 
     def _backup_from_samples(
         self,

@@ -99,15 +99,21 @@ def make_critic_ensemble(
     return critics, targets
 
 
-def action_value_ensemble(algo: Algo) -> tuple[nn.ModuleList, nn.ModuleList]:
-    """``(critics, targets)`` for `algo`'s ``algo.critic`` section: ``ensemble.n``
-    `ActionValueNetwork` pairs (`make_critic_ensemble`) over ``layer_dims``, clipped to
-    ``value_bounds`` where the section has them (IQL's has none), on the algorithm's
-    observations, goals and encoder."""
+def action_value_ensemble(
+    algo: Algo,
+    network: type[nn.Module] = ActionValueNetwork,
+    count: int | None = None,
+    **network_kwargs: Any,
+) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """``(critics, targets)`` for `algo`'s ``algo.critic`` section: `count` (default
+    ``ensemble.n``) `network` pairs (`make_critic_ensemble`) over ``layer_dims``, clipped
+    to ``value_bounds`` where the section has them (IQL's has none), on the algorithm's
+    observations, goals and encoder; `network_kwargs` go to `network` too (e.g. a
+    distributional critic's ``num_atoms``)."""
     critic = algo.algo_config["critic"]
 
-    def make_critic() -> ActionValueNetwork:
-        return ActionValueNetwork(
+    def make_critic() -> nn.Module:
+        return network(
             algo.obs_shapes,
             algo.ac_dim,
             critic["layer_dims"],
@@ -115,9 +121,11 @@ def action_value_ensemble(algo: Algo) -> tuple[nn.ModuleList, nn.ModuleList]:
             algo.obs_config["encoder"],
             goal_shapes=algo.goal_shapes,
             value_bounds=critic.get("value_bounds"),
+            **network_kwargs,
         )
 
-    return make_critic_ensemble(int(critic["ensemble"]["n"]), make_critic)
+    n = int(critic["ensemble"]["n"]) if count is None else count
+    return make_critic_ensemble(n, make_critic)
 
 
 def sync_target_networks(nets: nn.ModuleDict) -> None:
