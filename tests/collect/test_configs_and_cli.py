@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import gin
@@ -16,6 +14,7 @@ from t2r import cli
 from t2r.bin import gin_config, run_collect_eval, run_t2r_trainer
 from t2r.collect import records_pattern
 from t2r.data import read_tfrecord
+from tests.commands import run_t2r
 from tests.needs import needs_module
 
 needs_module("mujoco")
@@ -65,14 +64,7 @@ def test_collect_command_with_the_random_collect_config(entry, tmp_path, clean_g
         f"--root_dir={root}",
     ]
     if entry == "t2r collect":  # the command as a user starts it, in its own process
-        result = subprocess.run(
-            [sys.executable, "-m", "t2r.cli", "collect", *flags],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        run_t2r("collect", *flags, cwd=tmp_path)
     else:  # T2R's entry point (python -m t2r.bin.run_collect_eval), in this process
         monkeypatch.chdir(tmp_path)
         assert run_collect_eval.main(flags) == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import gin
@@ -12,6 +10,7 @@ import pytest
 from t2r import cli
 from t2r.bin import run_t2r_trainer
 from t2r.train import latest_checkpoint, read_metrics
+from tests.commands import run_t2r
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,14 +50,7 @@ def test_gin_configured_run(entry, tmp_path, clean_gin):
         f"--gin_bindings=train_eval_model.model_dir='{model_dir}'",
     ]
     if entry == "t2r train":  # the command as a user starts it, in its own process
-        result = subprocess.run(
-            [sys.executable, "-m", "t2r.cli", "train", *flags],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        run_t2r("train", *flags, cwd=REPO_ROOT)
     else:  # T2R's entry point (python -m t2r.bin.run_t2r_trainer), in this process
         assert run_t2r_trainer.main(flags) == 0
     assert latest_checkpoint(model_dir).global_step == 10

@@ -14,6 +14,7 @@ from t2r.data import ReadStats
 from t2r.data.rlds import WINDOW_MASK, RLDSSource, load_rlds_info
 from t2r.specs import ExtendedTensorSpec as TSpec
 from t2r.specs import TensorSpecStruct
+from tests.commands import run_t2r
 from tests.needs import lang_reach_env
 
 
@@ -235,8 +236,6 @@ def test_collect_writes_rlds_through_run_env(tmp_path: Path) -> None:
 
 def test_the_shipped_config_trains_rt1_on_demos_and_evaluates(tmp_path: Path) -> None:
     """lang_reach_rt1.gin: `t2r train` on RLDS demos, then the evaluation command."""
-    import subprocess
-    import sys
 
     from t2r.research.lang_env.demos import write_demos
     from t2r.research.lang_env.evaluate import main as evaluate_main
@@ -266,21 +265,13 @@ def test_the_shipped_config_trains_rt1_on_demos_and_evaluates(tmp_path: Path) ->
         "train_eval_model.save_checkpoints_steps=2",
         "train_eval_model.show_progress=False",
     ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "t2r.cli",
-            "train",
-            "--gin_configs=lang_reach_rt1.gin",
-            *[f"--gin_bindings={b}" for b in bindings],
-        ],
+    run_t2r(
+        "train",
+        "--gin_configs=lang_reach_rt1.gin",
+        *[f"--gin_bindings={b}" for b in bindings],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = latest_checkpoint(model_dir)
     assert checkpoint is not None and checkpoint.global_step == 2
     out = tmp_path / "results.json"

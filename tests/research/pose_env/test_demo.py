@@ -5,8 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from t2r.research.pose_env.visualize import (
     draw_learning_curve,
     draw_prediction_grid,
 )
+from tests.commands import run_t2r
 from tests.needs import needs_module
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -46,14 +45,7 @@ TINY = [
 def test_tiny_demo_through_the_cli(tmp_path, capsys):
     needs_module("mujoco")
     out = tmp_path / "demo_out"
-    result = subprocess.run(
-        [sys.executable, "-m", "t2r.cli", "demo", f"--output_dir={out}", *TINY],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_t2r("demo", f"--output_dir={out}", *TINY, cwd=REPO_ROOT, timeout=240)
     assert "mean position error on 6 held-out tasks" in result.stdout
     assert "random policy" in result.stdout and "trained policy" in result.stdout
     summary = json.loads((out / "summary.json").read_text())

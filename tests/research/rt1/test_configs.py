@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import gin
@@ -11,6 +9,7 @@ import gin
 from t2r.bin import gin_config
 from t2r.research.rt1 import PAPER_SIZE, SMALL_SIZE
 from t2r.train import latest_checkpoint
+from tests.commands import run_t2r
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -44,21 +43,13 @@ def test_t2r_train_runs_the_small_config(tmp_path):
         "train_eval_model.create_exporters_fn=None",  # exports: test_token_reuse.py
         f"train_eval_model.model_dir='{model_dir}'",
     ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "t2r.cli",
-            "train",
-            "--gin_configs=rt1_small.gin",
-            *[f"--gin_bindings={b}" for b in shrink],
-        ],
+    run_t2r(
+        "train",
+        "--gin_configs=rt1_small.gin",
+        *[f"--gin_bindings={b}" for b in shrink],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert latest_checkpoint(model_dir).global_step == 2
     operative = (model_dir / "operative_config.gin").read_text()
     assert "RT1Model.text_encoder = @HashingTextEncoder()" in operative
