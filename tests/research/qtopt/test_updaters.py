@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from t2r.collect.parallel import CollectShard
 from t2r.collect.ray_collector import LoopContext
@@ -56,6 +57,15 @@ def test_owns_replay_file_gives_every_name_exactly_one_updater():
         ]
         assert all(len(o) == 1 for o in owners)
         assert {o[0] for o in owners} == set(range(updaters))  # every updater has a share
+
+
+def test_a_bad_config_names_every_bad_field(tmp_path):
+    config = _config(tmp_path, initial_q=1.0, step_penalty=-0.05, mc_mix=2.0, label_window=0)
+    with pytest.raises(loop.QTOptError) as error:
+        config.validate()
+    for field in ("initial_q", "step_penalty", "mc_mix", "label_window"):
+        assert field in str(error.value)
+    _config(tmp_path).validate()  # the defaults are valid
 
 
 def test_fresh_and_stale_files_take_turns(tmp_path):

@@ -267,6 +267,8 @@ class QTOptConfig:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.initial_q < 1.0:
+            problems.append(f"initial_q must be in (0, 1), got {self.initial_q}")
         if self.label_window is not None and self.label_window < 1:
             problems.append(f"label_window must be >= 1 or None, got {self.label_window}")
         for name in (
