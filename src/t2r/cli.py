@@ -80,6 +80,7 @@ def _qtopt(args: argparse.Namespace) -> int:
         mc_mix=args.mc_mix,
         explore_end=args.explore_end,
         label_window=args.label_window or None,
+        samples_per_label=args.samples_per_label,
         eval_episodes=args.eval_episodes,
         random_eval_episodes=args.random_eval_episodes,
         ray_address=args.ray_address,
@@ -430,6 +431,13 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
         default=100,
         help="the learners train on only this many most recently labelled replay files "
         "(fresh labels only; 0: all)",
+    )
+    qtopt.add_argument(
+        "--samples_per_label",
+        type=float,
+        default=None,
+        help="the learners wait for the Bellman updaters rather than draw more training "
+        "samples than this per label written (default: never wait)",
     )
     qtopt.add_argument("--eval_episodes", type=int, default=20, help="held-out episodes per export")
     qtopt.add_argument(

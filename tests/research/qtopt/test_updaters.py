@@ -16,7 +16,7 @@ from t2r.collect.parallel import CollectShard
 from t2r.collect.ray_collector import LoopContext
 from t2r.data import TFRecordWriter, create_serialize_tf_example_fn, read_tfrecord
 from t2r.export import export_saved_model, layout
-from t2r.research.qtopt import bellman, loop
+from t2r.research.qtopt import bellman, learner, loop
 from t2r.research.qtopt.transitions import parse_transitions, transition_specification
 from t2r.specs import make_random_numpy
 from t2r.train import seed_everything
@@ -60,10 +60,17 @@ def test_owns_replay_file_gives_every_name_exactly_one_updater():
 
 
 def test_a_bad_config_names_every_bad_field(tmp_path):
-    config = _config(tmp_path, initial_q=1.0, step_penalty=-0.05, mc_mix=2.0, label_window=0)
+    config = _config(
+        tmp_path,
+        initial_q=1.0,
+        step_penalty=-0.05,
+        mc_mix=2.0,
+        label_window=0,
+        samples_per_label=0.0,
+    )
     with pytest.raises(loop.QTOptError) as error:
         config.validate()
-    for field in ("initial_q", "step_penalty", "mc_mix", "label_window"):
+    for field in ("initial_q", "step_penalty", "mc_mix", "label_window", "samples_per_label"):
         assert field in str(error.value)
     _config(tmp_path).validate()  # the defaults are valid
 
@@ -85,6 +92,31 @@ def test_fresh_and_stale_files_take_turns(tmp_path):
     assert pick(files, labelled, 4, relabel_turn=True) == files[0]  # no stale: fresh
     assert pick(stale, labelled, 1, relabel_turn=True) is None  # target did not move
     assert pick([], labelled, 4, relabel_turn=True) is None
+
+
+def test_the_rate_limit_holds_the_learner_until_the_labels_are_written(tmp_path):
+    counts = tmp_path / learner.LABEL_COUNTS
+    learner.write_label_count(counts, 0, 60)
+    learner.write_label_count(counts, 1, 40)
+    limit = learner.LabelRateLimit(counts, samples_per_label=4.0, batch_size=8, poll_secs=0.01)
+    (hook,) = limit.create_hooks(None, tmp_path)
+    hook.after_step(50, {})  # 50 * 8 / 4 = 100 labels: written, no wait
+    assert limit.labels_needed(51, world_size=1) == 102
+    assert limit.labels_needed(51, world_size=2) == 204  # every rank's samples count
+    writing = threading.Event()
+
+    def updater() -> None:
+        time.sleep(0.2)
+        writing.set()  # before the write: the hook may return as soon as it lands
+        learner.write_label_count(counts, 1, 42)  # updater 1 labels two more
+
+    thread = threading.Thread(target=updater)
+    thread.start()
+    hook.after_step(51, {})  # returns only once the count reaches 102
+    assert writing.is_set()
+    thread.join()
+    with pytest.raises(ValueError, match="samples_per_label"):
+        learner.LabelRateLimit(counts, samples_per_label=0.0, batch_size=8)
 
 
 def test_two_updaters_label_each_file_once_with_clipped_double_q(tmp_path, monkeypatch):
@@ -137,6 +169,8 @@ def test_two_updaters_label_each_file_once_with_clipped_double_q(tmp_path, monke
     for index, context in enumerate(contexts):
         mine = [n for n in names if owner[n] == index]
         assert context.episodes == len(mine) and context.transitions == 3 * len(mine)
+    # What the learners' rate limit reads: each updater's count of labels written.
+    assert learner.labels_written(config.root / learner.LABEL_COUNTS) == 3 * len(names)
     for name in names:
         batch = parse_transitions(
             list(read_tfrecord(str(config.labelled_dir / name))), IMAGE_SIZE, labelled=True

@@ -26,9 +26,13 @@ ends bitwise equal to an uninterrupted one (the fault test checks this).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,14 +40,19 @@ from typing import Any
 __all__ = [
     "LEARNER_MODULE",
     "NETWORKS",
+    "LabelRateLimit",
     "die_with_parent",
+    "labels_written",
     "main",
     "make_critic",
     "parse_args",
     "train_learner",
+    "write_label_count",
 ]
 
 LEARNER_MODULE = "t2r.research.qtopt.learner"
+#: Under the loop's output dir: each Bellman updater's count of labels written.
+LABEL_COUNTS = "label_counts"
 
 #: Network sizes by name: T2R's Grasping44 (64 filters, 6/6/3 convs), and a
 #: reduced one (32 filters, 2/2/1 convs, about 8x cheaper) for CPU-bound runs, and a
@@ -84,6 +93,72 @@ def make_critic(
     return Grasping44CriticModel(image_size=image_size, action_batch_size=cem_samples, **kwargs)
 
 
+def write_label_count(counts_dir: Path, updater: int, count: int) -> None:
+    """Bellman updater `updater` has written `count` labels in all (relabels included)."""
+    from t2r.atomic import atomic_write_text
+
+    counts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(counts_dir / f"updater-{updater}.json", json.dumps({"labels": count}))
+
+
+def labels_written(counts_dir: Path) -> int:
+    """The labels every Bellman updater has written so far (`write_label_count`)."""
+    total = 0
+    for path in counts_dir.glob("updater-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            total += int(json.loads(path.read_text())["labels"])
+    return total
+
+
+class LabelRateLimit:
+    """Holds the learners to `samples_per_label` training samples per label written.
+
+    A learner that draws from a small window of fresh labels faster than the Bellman
+    updaters renew it fits each label many times over, and CEM's max then finds the
+    critic's overfit spikes (docs/qtopt.md). After each step this waits until the
+    updaters have written ``step * batch_size * world_size / samples_per_label``
+    labels (a rate limiter as Reverb's samples-per-insert). Every rank waits for the
+    same monotone count, so ranks never disagree for long; a resumed learner
+    counts the labels of the run before it too.
+    """
+
+    def __init__(
+        self,
+        counts_dir: Path,
+        samples_per_label: float,
+        batch_size: int,
+        poll_secs: float = 0.5,
+    ) -> None:
+        if samples_per_label <= 0:
+            raise ValueError(
+                f"LabelRateLimit: samples_per_label must be > 0, got {samples_per_label}."
+            )
+        self.counts_dir = counts_dir
+        self.samples_per_label = samples_per_label
+        self.batch_size = batch_size
+        self.poll_secs = poll_secs
+        self.waited_secs = 0.0
+
+    def labels_needed(self, global_step: int, world_size: int) -> int:
+        return math.ceil(global_step * self.batch_size * world_size / self.samples_per_label)
+
+    def create_hooks(self, t2r_model: Any, model_dir: Any) -> list[Any]:
+        import torch.distributed as dist
+
+        from t2r.train import CallbackHook
+
+        world_size = dist.get_world_size() if dist.is_initialized() else 1
+
+        def after_step(global_step: int, scalars: Any) -> None:
+            needed = self.labels_needed(global_step, world_size)
+            started = time.monotonic()
+            while labels_written(self.counts_dir) < needed:
+                time.sleep(self.poll_secs)
+            self.waited_secs += time.monotonic() - started
+
+        return [CallbackHook(after_step=after_step)]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=LEARNER_MODULE, description=__doc__.split("\n")[0])
     parser.add_argument("--output_dir", required=True)
@@ -98,6 +173,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--initial_q", type=float, default=None, help="the untrained Q")
     parser.add_argument("--max_files", type=int, default=None, help="labelled files window")
     parser.add_argument("--refresh_secs", type=float, default=2.0)
+    parser.add_argument(
+        "--samples_per_label",
+        type=float,
+        default=None,
+        help="wait for the Bellman updaters beyond this many samples per label (None: never)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num_threads", type=int, default=1)
@@ -140,7 +221,7 @@ def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -
             max_files=args.max_files,
             refresh_secs=args.refresh_secs,
         )
-    hooks = [
+    hooks: list[Any] = [
         TD3Hooks(
             export_dir=output / "export",
             lagged_export_dir=output / "export_lagged",
@@ -150,6 +231,8 @@ def train_learner(args: argparse.Namespace, hook_builders: Sequence[Any] = ()) -
         ),
         *hook_builders,
     ]
+    if args.samples_per_label is not None:
+        hooks.append(LabelRateLimit(output / LABEL_COUNTS, args.samples_per_label, args.batch_size))
     return train_eval_model(
         model,
         inputs,

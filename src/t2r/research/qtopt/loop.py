@@ -159,6 +159,9 @@ class QTOptConfig:
       label_window: the learners read only this many most recently labelled
         files (QT-Opt's train buffer holds only fresh labels); None: every labelled
         file, whatever the age of its target.
+      samples_per_label: the learners wait for the Bellman updaters rather than
+        draw more than this many training samples per label written
+        (`t2r.research.qtopt.learner.LabelRateLimit`); None: they never wait.
       explore_start, explore_end, explore_decay_steps: the probability that a
         collector's episode is an exploration episode, linear in the newest
         export's step from start to end over decay_steps (then constant).
@@ -203,6 +206,7 @@ class QTOptConfig:
     mc_lower_bound: bool = False
     mc_mix: float = 0.0
     label_window: int | None = 100
+    samples_per_label: float | None = None
     cem_iters: int = 3
     cem_samples: int = 64
     num_elites: int = 10
@@ -271,6 +275,8 @@ class QTOptConfig:
             problems.append(f"initial_q must be in (0, 1), got {self.initial_q}")
         if self.label_window is not None and self.label_window < 1:
             problems.append(f"label_window must be >= 1 or None, got {self.label_window}")
+        if self.samples_per_label is not None and not self.samples_per_label > 0:
+            problems.append(f"samples_per_label must be > 0 or None, got {self.samples_per_label}")
         for name in (
             "explore_start",
             "explore_end",
@@ -429,6 +435,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     from t2r.data import TFRecordWriter, read_tfrecord
     from t2r.data.sources import ReplayDirectorySource
     from t2r.research.qtopt.bellman import BellmanLabeller
+    from t2r.research.qtopt.learner import LABEL_COUNTS, write_label_count
     from t2r.research.qtopt.transitions import label_records, parse_transitions
 
     torch.set_num_threads(1)
@@ -450,6 +457,10 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     source = ReplayDirectorySource(config.replay_pattern)
     config.labelled_dir.mkdir(parents=True, exist_ok=True)
     labelled_with: dict[str, int] = {}  # replay file name -> target version of its labels
+    counts_dir = config.root / LABEL_COUNTS
+    # A restarted updater carries on from its count: the learners' rate limit reads it.
+    count_path = counts_dir / f"updater-{shard.index}.json"
+    written = json.loads(count_path.read_text())["labels"] if count_path.exists() else 0
     rounds = 0
     while not context.should_stop():
         target.restore()
@@ -479,6 +490,8 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
             for record in label_records(records, target_q, config.image_size):
                 writer.write(record)
         labelled_with[name] = version
+        written += len(records)
+        write_label_count(counts_dir, shard.index, written)
         context.on_episode(len(records), float(np.asarray(batch["reward"]).sum()), version)
 
 
@@ -668,6 +681,8 @@ def learner_command(config: QTOptConfig) -> list[str]:
         command.append(f"--learning_rate={config.learning_rate}")
     if config.label_window is not None:
         command.append(f"--max_files={config.label_window}")
+    if config.samples_per_label is not None:
+        command.append(f"--samples_per_label={config.samples_per_label}")
     return command
 
 
