@@ -141,7 +141,7 @@ def test_an_object_lifted_rewards_1(env: Any) -> None:
     assert np.sort(heights)[-2] < 0.05  # the others stay in the bin
 
 
-def test_the_step_limit_grasps_only_with_grasp_at_time_limit(env: Any) -> None:
+def test_the_step_limit_grasps_only_with_grasp_at_time_limit_as_terminate_does(env: Any) -> None:
     # The scripted grasp's own actions, but its last one (close and terminate) without
     # close and terminate, and the step limit right there.
     policy = scripted.ScriptedGraspPolicy(env)
@@ -159,6 +159,13 @@ def test_the_step_limit_grasps_only_with_grasp_at_time_limit(env: Any) -> None:
         limited.close()
         assert terminated and observation["gripper_closed"][0] == float(grasp)
         assert reward == float(grasp) == float(info["grasp_success"])
+        assert info.get("time_limit_grasp", False) == grasp
+    # The step limit's grasp is the terminate action's, to the pixel.
+    by_limit = _run(grasp_env(seed=0, max_steps=len(actions)), np.stack(actions), 3)
+    actions[-1][5] = 1.0
+    by_action = _run(grasp_env(seed=0, max_steps=len(actions) + 1), np.stack(actions), 3)
+    _assert_same(by_limit[-1][:4], by_action[-1][:4])
+    assert "time_limit_grasp" not in by_action[-1][4]
 
 
 def test_reward_is_whether_an_object_ends_up_lifted() -> None:

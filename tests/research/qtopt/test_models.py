@@ -24,6 +24,7 @@ from t2r.research.qtopt import (
     grasp_episode_to_transitions,
     label_records,
     log_loss,
+    parse_transitions,
 )
 from t2r.train import seed_everything
 from tests.needs import needs_module
@@ -178,6 +179,21 @@ def test_the_critic_reads_labelled_records_with_its_own_specs():
     np.testing.assert_allclose(features["action/world_vector"][0].numpy(), expected)
     loss = model.model_fn(features, labels, ModeKeys.TRAIN).loss
     assert loss is not None and torch.isfinite(loss)
+
+
+def test_a_grasp_at_the_step_limit_is_recorded_as_the_terminate_action():
+    rng = np.random.default_rng(0)
+    move = np.asarray([0.3, -0.2, -1, 0.5, -1, -1], np.float32)
+    last = (_obs(rng), move, 1.0, _obs(rng, closed=1.0), True)
+    plain, by_limit = (
+        parse_transitions(grasp_episode_to_transitions([(*last, info)]), image_size=16)
+        for info in ({}, {"time_limit_grasp": True})
+    )
+    assert float(plain["action/terminate_episode"][0, 0]) == 0.0
+    assert float(by_limit["action/terminate_episode"][0, 0]) == 1.0
+    np.testing.assert_array_equal(by_limit["action/env_action"][0], [*move[:5], 1.0])
+    np.testing.assert_array_equal(by_limit["action/world_vector"], plain["action/world_vector"])
+    assert move[5] == -1.0  # the caller's action is not changed
 
 
 def test_the_label_key_is_configurable_for_monte_carlo_returns():

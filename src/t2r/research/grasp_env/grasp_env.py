@@ -22,7 +22,9 @@ ends up above `LIFT_THRESHOLD`.
   step (``terminate`` or ``max_steps``) always reports
   ``terminated=True``: the grasp attempt happened, there is nothing to bootstrap
   from. ``info`` holds ``object_set`` on every step and ``grasp_success``
-  (bool) on the final one.
+  (bool) on the final one, and ``time_limit_grasp`` (True) on a final step at
+  the step limit whose lift was of a closed gripper: that step did exactly
+  what the same action with ``terminate > 0`` does.
 
 Each env step runs `MOVE_SUBSTEPS` physics steps (the palm servos follow a
 target interpolated along the move), plus `CLOSE_SUBSTEPS` when it closes the
@@ -499,6 +501,10 @@ class GraspEnv(gym.Env):
         if done:
             if not self._closed and (terminate or self.grasp_at_time_limit):
                 self._close()
+            if not terminate and self._closed:
+                # The step limit grasped: this step did what the same action with
+                # terminate > 0 does. Replay records say so (QT-Opt's transitions).
+                info["time_limit_grasp"] = True
             lift = self._target.copy()
             lift[2] = min(lift[2] + LIFT_HEIGHT, PALM_Z_MAX)
             self._move(lift, LIFT_SUBSTEPS, 0.75)

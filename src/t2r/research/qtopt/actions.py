@@ -36,12 +36,15 @@ __all__ = [
     "ACTION_FEATURE_SIZES",
     "ENV_ACTION_SIZE",
     "STATE_FEATURES_IN_ACTION",
+    "TERMINATE",
     "YAW_SCALE",
     "env_action_to_features",
     "features_to_env_action",
 ]
 
 ENV_ACTION_SIZE = 6
+#: The terminate component's index in the env's action.
+TERMINATE = 5
 
 #: Radians of yaw per unit of the env's ``dyaw`` (the grasp env's scale; a
 #: different env passes its own ``yaw_scale``).

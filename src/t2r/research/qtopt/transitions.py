@@ -28,6 +28,13 @@ parses labelled records with its own specs; `BellmanLabeller` reads the
 ``done`` is 1.0 on the last step whether the episode ended by ``terminate``
 or by the step limit: the env closes the gripper and lifts on both, so the
 episode's outcome is decided there (QT-Opt's fixed-horizon episodes).
+
+A last step at the step limit that grasped (the env's ``time_limit_grasp``)
+is recorded with its terminate component set: the env did exactly what that
+action does. Recorded as the plain move it was commanded as, it would teach
+the critic, which cannot see the step count, that moving on is sometimes
+paid the grasp's reward; CEM's max then prefers moving on, and the greedy
+policy runs out of steps (docs/qtopt.md).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from t2r.research.qtopt.actions import (
     ACTION_FEATURE_SIZES,
     ENV_ACTION_SIZE,
     STATE_FEATURES_IN_ACTION,
+    TERMINATE,
     YAW_SCALE,
     env_action_to_features,
 )
@@ -111,10 +119,12 @@ def transition_values(
     transition: Sequence[Any], yaw_scale: float = YAW_SCALE
 ) -> dict[str, np.ndarray]:
     """One ``(obs, action, reward, next_obs, done, info)`` -> ``{record key: value}``."""
-    obs, action, reward, next_obs, done, _info = transition
+    obs, action, reward, next_obs, done, info = transition
     values = _observation_values("state", obs)
     values.update(_observation_values("next_state", next_obs))
-    env_action = np.asarray(action, dtype=np.float32).reshape(-1)
+    env_action = np.array(action, dtype=np.float32).reshape(-1)
+    if isinstance(info, Mapping) and info.get("time_limit_grasp", False):
+        env_action[TERMINATE] = 1.0  # what the env did (see the module docstring)
     for name, value in env_action_to_features(env_action, obs, yaw_scale).items():
         if name not in STATE_FEATURES_IN_ACTION:
             values[f"action/{name}"] = value
