@@ -47,6 +47,7 @@ from t2r.research.grasp_env.grasp_env import GraspEnv
 from t2r.research.grasp_env.scripted import ScriptedGraspPolicy
 from t2r.research.qtopt import Grasping44CriticModel, qtopt_cem_policy
 from t2r.research.qtopt.learner import NETWORKS
+from t2r.research.qtopt.models import Grasping44Preprocessor
 from t2r.research.qtopt.offline import RandomAfterScripted, collect_episodes
 from t2r.research.qtopt.transitions import (
     grasp_episode_to_transitions,
@@ -242,6 +243,9 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=100)
     parser.add_argument("--log_every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--crop", type=int, default=0, help="train on random crops of this side (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--collect_only", action="store_true")
@@ -278,6 +282,7 @@ def main() -> None:
     model = Grasping44CriticModel(
         action_batch_size=64,
         network_kwargs=SIZES[args.size],
+        preprocessor_cls=functools.partial(Grasping44Preprocessor, crop_size=args.crop or None),
         create_optimizer_fn=functools.partial(
             create_adam_optimizer, learning_rate=args.learning_rate
         ),
