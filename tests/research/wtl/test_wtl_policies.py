@@ -191,3 +191,42 @@ def test_the_shipped_configs_build_the_models(config: str, tmp_path: Path) -> No
         assert not torch.equal(model.score[0].weight[:, :8], trial.score[0].weight[:, :8])
     with pytest.raises(ValueError, match="Cannot warm-start .frame"):
         WTLRetrialModel(hidden_size=8, warm_start_checkpoint=str(tmp_path))
+
+
+def test_the_retrial_config_warm_starts_from_the_trials_newest_checkpoint(tmp_path: Path) -> None:
+    """The retrial config names the trial's model_dir, not one checkpoint: it takes the
+    newest there (whatever the trial's step count); an explicit checkpoint still wins."""
+    import gin
+
+    from t2r.bin import gin_config
+    from t2r.train.checkpoints import TrainingState, save_checkpoint
+
+    model_dir = tmp_path / "trial"
+    trials = []
+    for step in (1500, 4000):  # not the config's own 3000 steps
+        seed_everything(step)
+        trials.append(WTLTrialModel())
+        save_checkpoint(model_dir, trials[-1], TrainingState(global_step=step))
+
+    def retrial(bindings: list[str]) -> WTLTrialModel:
+        try:
+            gin_config.parse(["wtl_statespace_retrial.gin"], bindings)
+            return gin.query_parameter("train_eval_model.t2r_model").scoped_configurable_fn()
+        finally:
+            gin.clear_config()
+
+    def frame_of(model: WTLTrialModel) -> torch.Tensor:
+        return next(iter(model.frame.state_dict().values()))
+
+    newest = retrial([f"TRIAL_MODEL_DIR = '{model_dir}'"])
+    assert torch.equal(frame_of(newest), frame_of(trials[1]))
+    older = model_dir / "checkpoints" / "ckpt-000001500"
+    explicit = retrial([f"WTLRetrialModel.warm_start_checkpoint = '{older}'"])
+    assert torch.equal(frame_of(explicit), frame_of(trials[0]))
+    assert not torch.equal(frame_of(trials[0]), frame_of(trials[1]))
+
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="empty.checkpoints holds no complete checkpoint"):
+        WTLRetrialModel(warm_start_checkpoint=str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint .* nor a model_dir"):
+        WTLRetrialModel(warm_start_checkpoint=str(tmp_path / "missing"))

@@ -32,6 +32,8 @@ setting; it also offered a mixture density head).
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,12 +52,40 @@ from t2r.research.wtl.episodes import (
     INFERENCE_STATE,
     OBJECT_FEATURES,
 )
+from t2r.train.checkpoints import checkpoint_dir, latest_checkpoint
 
-__all__ = ["SHARED_MODULES", "WTLRetrialModel", "WTLTrialModel"]
+__all__ = ["SHARED_MODULES", "WTLRetrialModel", "WTLTrialModel", "resolve_warm_start"]
 
 #: The modules a retrial model shares (same shapes) with a trial model of the same
 #: sizes: what a warm start copies. The cube scorer's input differs.
 SHARED_MODULES = ("frame", "demo_embedding", "act")
+
+
+def resolve_warm_start(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint a warm start reads: `path` itself when it is a checkpoint (a
+    directory holding ``model.safetensors``, or the file), else, for a training run's
+    ``model_dir`` (one with a ``checkpoints/`` folder), its newest complete checkpoint.
+
+    Raises:
+      FileNotFoundError: `path` is neither, or a model_dir without a complete
+        checkpoint (naming it).
+    """
+    path = Path(path)
+    if path.is_file() or (path / "model.safetensors").is_file():
+        return path
+    if checkpoint_dir(path).is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise FileNotFoundError(
+                f"Cannot warm-start from {path}: its {checkpoint_dir(path)} holds no complete "
+                "checkpoint (train the trial model first)."
+            )
+        return newest.path
+    raise FileNotFoundError(
+        f"Cannot warm-start from {path}: neither a checkpoint (a directory holding "
+        f"model.safetensors, or the file) nor a model_dir with a "
+        f"{checkpoint_dir(path).name}/ folder."
+    )
 
 
 def _split(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,8 +132,10 @@ class WTLTrialModel(RegressionModel):
       last_frame: append the demonstration's last frame features to its
         temporal embedding (T2R's ``embed_type='mean'`` used the last frame alone).
       warm_start_checkpoint: a trial model's checkpoint (a directory holding
-        ``model.safetensors``, or the file): its `SHARED_MODULES` are loaded at
-        construction (for a retrial model; T2R's ``init_from_checkpoint_fn``).
+        ``model.safetensors``, or the file), or the trial's ``model_dir``, whose
+        newest complete checkpoint is taken (`resolve_warm_start`): its
+        `SHARED_MODULES` are loaded at construction (for a retrial model; T2R's
+        ``init_from_checkpoint_fn``).
       **kwargs: `AbstractT2RModel` arguments.
     """
 
@@ -117,7 +149,7 @@ class WTLTrialModel(RegressionModel):
         retrial: bool = False,
         learning_rate: float = 1e-3,
         last_frame: bool = True,
-        warm_start_checkpoint: str | None = None,
+        warm_start_checkpoint: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault(
@@ -154,7 +186,7 @@ class WTLTrialModel(RegressionModel):
         if warm_start_checkpoint is not None:
             # strict: every shared tensor must be there at this model's shape.
             self.init_from_checkpoint(
-                warm_start_checkpoint,
+                resolve_warm_start(warm_start_checkpoint),
                 include="^(" + "|".join(SHARED_MODULES) + r")\.",
                 strict=True,
             )
