@@ -295,6 +295,33 @@ def test_a_diverged_simulation_scores_0(env: Any, caplog: pytest.LogCaptureFixtu
     assert "physics_unstable" not in env.step(np.zeros(6, np.float32))[4]
 
 
+# Found by an adversarial search (full-speed moves down into the held-out objects):
+# the palm drove a finger down onto a thin capsule (radius 1.4 cm), which shot out
+# rolling at about 100 rad/s; with implicitfast's explicit gyroscopic forces its
+# spin grew geometrically (1.4 % per 4 ms step at 100 rad/s, 8 % at 1,000) up to
+# 1e5 rad/s, and MuJoCo reported BADQACC in the final lift (docs/grasp_env.md,
+# "Divergence under adversarial actions").
+_DIVERGED_SEED = 316
+_DIVERGED_ACTIONS = np.array(
+    [[-1, -1, -1, -1, -1, -1], [-1, -1, -1, 1, -1, -1], [-1, -1, -1, 1, -1, 1]], np.float32
+)
+
+
+def test_a_spun_up_thin_capsule_does_not_diverge() -> None:
+    import mujoco
+
+    environment = grasp_env(object_set="test", seed=_DIVERGED_SEED)
+    try:
+        environment.reset(seed=_DIVERGED_SEED)
+        assert environment.objects[0].shape == "capsule"  # the one that spun up
+        infos = [environment.step(action)[4] for action in _DIVERGED_ACTIONS]
+        assert not any(info.get("physics_unstable", False) for info in infos), infos
+        assert environment.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number == 0
+        assert np.all(np.isfinite(environment.data.qvel))
+    finally:
+        environment.close()
+
+
 def test_render_without_some_objects(env: Any) -> None:
     env.reset(seed=3)
     full = env.render_image()

@@ -18,7 +18,8 @@ ends up above `LIFT_THRESHOLD`.
   ``(1,)`` float32, the height of the fingers' bottom above the bin floor, metres.
 * reward: 1.0 on the final step when an object is lifted, else 0.0; every other
   step 0 (and 0 when MuJoCo reported a diverging simulation, which it resets by
-  itself: ``info["physics_unstable"]``, never seen with the defaults). The final
+  itself: ``info["physics_unstable"]``; a safety net: see docs/grasp_env.md for the
+  divergence that the implicit integrator removed). The final
   step (``terminate`` or ``max_steps``) always reports
   ``terminated=True``: the grasp attempt happened, there is nothing to bootstrap
   from. ``info`` holds ``object_set`` on every step and ``grasp_success``

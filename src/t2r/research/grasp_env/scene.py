@@ -123,7 +123,11 @@ def build_scene_xml(num_objects: int = 3, image_size: int = 64) -> str:
     )
     return f"""<mujoco model="grasp_bin">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="{TIMESTEP}" integrator="implicitfast" impratio="10" cone="elliptic">
+  <!-- integrator="implicit", not "implicitfast": the latter leaves the gyroscopic
+       term explicit, and a thin capsule knocked spinning (about 100 rad/s, so
+       omega * timestep = 0.4) spun up about 8 % per step to 1e5 rad/s and diverged
+       (BADQACC) under full-speed moves down into objects. docs/grasp_env.md. -->
+  <option timestep="{TIMESTEP}" integrator="implicit" impratio="10" cone="elliptic">
     <!-- The object slots' geoms change size at reset: no compiled bounding-volume
          tree (a few geoms per body need none). -->
     <flag midphase="disable"/>
