@@ -98,6 +98,7 @@ def test_the_rate_limit_holds_the_learner_until_the_labels_are_written(tmp_path)
     counts = tmp_path / learner.LABEL_COUNTS
     learner.write_label_count(counts, 0, 60)
     learner.write_label_count(counts, 1, 40)
+    assert learner.labels_written(counts, 1) == 40
     limit = learner.LabelRateLimit(counts, samples_per_label=4.0, batch_size=8, poll_secs=0.01)
     (hook,) = limit.create_hooks(None, tmp_path)
     hook.after_step(50, {})  # 50 * 8 / 4 = 100 labels: written, no wait

@@ -435,7 +435,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     from t2r.data import TFRecordWriter, read_tfrecord
     from t2r.data.sources import ReplayDirectorySource
     from t2r.research.qtopt.bellman import BellmanLabeller
-    from t2r.research.qtopt.learner import LABEL_COUNTS, write_label_count
+    from t2r.research.qtopt.learner import LABEL_COUNTS, labels_written, write_label_count
     from t2r.research.qtopt.transitions import label_records, parse_transitions
 
     torch.set_num_threads(1)
@@ -459,8 +459,7 @@ def bellman_update_loop(shard: CollectShard, context: LoopContext, config: QTOpt
     labelled_with: dict[str, int] = {}  # replay file name -> target version of its labels
     counts_dir = config.root / LABEL_COUNTS
     # A restarted updater carries on from its count: the learners' rate limit reads it.
-    count_path = counts_dir / f"updater-{shard.index}.json"
-    written = json.loads(count_path.read_text())["labels"] if count_path.exists() else 0
+    written = labels_written(counts_dir, shard.index)
     rounds = 0
     while not context.should_stop():
         target.restore()
