@@ -421,7 +421,7 @@ def _add_qtopt_parser(commands: argparse._SubParsersAction) -> None:
     qtopt.add_argument(
         "--explore_end",
         type=float,
-        default=0.3,
+        default=0.7,
         help="the share of exploration episodes (noisy scripted grasps and random) the "
         "collectors settle at, from 1.0 at the start, by half the steps",
     )

@@ -211,7 +211,7 @@ class QTOptConfig:
     cem_samples: int = 64
     num_elites: int = 10
     explore_start: float = 1.0
-    explore_end: float = 0.3
+    explore_end: float = 0.7
     explore_decay_steps: int | None = None
     random_explore_fraction: float = 0.5
     scripted_noise: float = 0.3
