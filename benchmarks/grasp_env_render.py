@@ -7,7 +7,9 @@ thread, the software renderer (llvmpipe) uses what Mesa gives it
 * render only: ``update_scene`` + ``render`` of the over-the-shoulder camera,
   at each ``--image_sizes`` (the physical limit of a collector that renders one
   frame per transition);
-* physics only: one move step's `MOVE_SUBSTEPS` MuJoCo steps, no render;
+* physics only: one move step's `MOVE_SUBSTEPS` MuJoCo steps, no render; and the
+  same with MuJoCo's ``implicitfast`` integrator, the baseline of the env's
+  ``implicit`` (docs/grasp_env.md);
 * env step (move + render): `GraspEnv.step` with a move that neither closes
   nor terminates (the common step);
 * env step, random policy: whole episodes of uniform random actions, resets,
@@ -96,6 +98,19 @@ def main() -> None:
             _rate(lambda: mujoco.mj_step(model, data, nstep=MOVE_SUBSTEPS), args.steps // 2),
         )
     )
+    # The baseline of the env's integrator choice (docs/grasp_env.md): the same steps
+    # with implicitfast, which diverges on spun-up thin objects.
+    integrator = model.opt.integrator
+    model.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    env.reset(seed=0)
+    rows.append(
+        (
+            "physics only, implicitfast (baseline)",
+            _rate(lambda: mujoco.mj_step(model, data, nstep=MOVE_SUBSTEPS), args.steps // 2),
+        )
+    )
+    model.opt.integrator = integrator
+    env.reset(seed=0)
 
     # Small moves that neither close nor terminate; a fresh episode when one ends.
     moves = np.random.default_rng(0).uniform(-0.3, 0.3, size=(16, 6)).astype(np.float32)
