@@ -124,7 +124,7 @@ def env_action_to_features(
         "vertical_rotation": np.concatenate([np.sin(yaw), np.cos(yaw)], axis=-1),
         "close_gripper": close,
         "open_gripper": 1.0 - close,
-        "terminate_episode": (action[..., 5:6] > 0).astype(np.float32),
+        "terminate_episode": (action[..., TERMINATE : TERMINATE + 1] > 0).astype(np.float32),
     }
     for name in STATE_FEATURES_IN_ACTION:
         features[name] = _state_value(obs, name, batch_shape)

@@ -150,10 +150,15 @@ class LabelRateLimit:
 
         world_size = dist.get_world_size() if dist.is_initialized() else 1
 
+        written = 0  # counts only grow: the files are read only when this falls short
+
         def after_step(global_step: int, scalars: Any) -> None:
+            nonlocal written
             needed = self.labels_needed(global_step, world_size)
-            while labels_written(self.counts_dir) < needed:
-                time.sleep(self.poll_secs)
+            while written < needed:
+                written = labels_written(self.counts_dir)
+                if written < needed:
+                    time.sleep(self.poll_secs)
 
         return [CallbackHook(after_step=after_step)]
 
